@@ -12,7 +12,7 @@ fastnn.use_backend("cupy"): ...``, ``FASTNN_BACKEND=numpy``, or ``model.to("cupy
 Only NumPy is needed to import fastnn; Numba and CuPy are optional.
 """
 
-from . import callbacks, errors, initializers, layers, losses, metrics, optimizers
+from . import callbacks, data, errors, initializers, layers, losses, metrics, optimizers
 from ._random import set_seed
 from .backends import (
     Backend,
@@ -34,6 +34,7 @@ __all__ = [
     "available_backends",
     "backend_status",
     "callbacks",
+    "data",
     "errors",
     "get_backend",
     "initializers",

@@ -45,26 +45,42 @@ def _better(mode: str, monitor: str):
 
 class NaNGuard(Callback):
     """Stop as soon as an epoch's loss is NaN or infinite, and put back the weights of
-    the last epoch whose loss was finite. ``fit`` adds one unless you pass your own."""
+    the last epoch whose loss and weights were finite. ``fit`` adds one unless you pass
+    your own.
 
-    def on_epoch_begin(self, epoch, logs=None):
-        self._snapshot = self.model.backend.copy(self.model.theta)
+    The weights are checked too: the last step of an epoch can overflow the weights
+    while every loss of that epoch was still finite.
+    """
+
+    def on_train_begin(self, logs=None):
+        be = self.model.backend
+        theta = self.model.theta
+        self._good = be.copy(theta) if be.all_finite(theta) else None
+        self._good_epoch = 0
 
     def on_epoch_end(self, epoch, logs=None):
+        be = self.model.backend
         loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(loss):
-            self.model.theta[...] = self._snapshot
-            self.model.stop_training = True
-            self.model.stop_reason = (
-                f"loss became {loss} in epoch {epoch + 1}; training stopped and the weights "
-                f"from the end of epoch {epoch} (the last finite loss) were kept. Try a lower "
-                "learning rate or check the data for extreme values"
-            )
-            warnings.warn(self.model.stop_reason, RuntimeWarning, stacklevel=2)
+        loss_ok = loss is None or math.isfinite(loss)
+        if loss_ok and be.all_finite(self.model.theta):
+            self._good = be.copy(self.model.theta)
+            self._good_epoch = epoch + 1
+            return
+        if self._good is not None:
+            self.model.theta[...] = self._good
+        self.model.stop_training = True
+        what = f"loss became {loss}" if not loss_ok else "weights became non-finite"
+        self.model.stop_reason = (
+            f"{what} in epoch {epoch + 1}; training stopped and the weights from the end of "
+            f"epoch {self._good_epoch} (the last finite ones) were kept. Try a lower "
+            "learning rate or check the data for extreme values"
+        )
+        warnings.warn(self.model.stop_reason, RuntimeWarning, stacklevel=2)
 
 
 class EarlyStopping(Callback):
-    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs
+    (as in Keras, ``patience=0`` and ``1`` both stop at the first epoch without one).
 
     With ``restore_best_weights=True`` the weights of the best epoch are put back at the
     end (exactly: they are copied, not recomputed).
@@ -108,7 +124,7 @@ class EarlyStopping(Callback):
                 self.best_theta = self.model.backend.copy(self.model.theta)
         else:
             self.wait += 1
-            if self.wait > self.patience:
+            if self.wait >= self.patience:  # as Keras: `patience` epochs without improvement
                 self.stopped_epoch = epoch
                 self.model.stop_training = True
 

@@ -160,8 +160,10 @@ def read_file(path):
 def load(path, backend=None):
     """Load a model saved by :func:`save`. Its ``preprocessing`` attribute holds the CLI's
     preprocessing state (or None). Raises :class:`ModelFileError` on any bad file."""
+    from .backends import get_backend
     from .layers.sequential import Sequential
 
+    backend = get_backend(backend)  # a bad backend is the caller's error, not the file's
     meta, tensors = read_file(path)
     p = os.fspath(path)
     try:

@@ -42,6 +42,7 @@ def _named(act: str, doc: str):
             super().__init__(act, name=name, **kw)
 
         def get_config(self):
+            """Constructor arguments (the activation is implied by the class)."""
             cfg = super().get_config()
             cfg.pop("activation")
             if act != "leaky_relu":

@@ -4,6 +4,7 @@ rest by ``1/(1-rate)`` (inverted dropout), so inference is the identity. Shapes
 
 from __future__ import annotations
 
+from .._random import make_rng
 from ..errors import ConfigError
 from .base import Layer
 
@@ -26,6 +27,8 @@ class Dropout(Layer):
         """Identity at inference; masked and rescaled in training."""
         if not training or self.rate == 0.0:
             return X, lambda dY, need_dX=True: dY
+        if self.rng is None:  # training outside fit (model.forward(X, training=True))
+            self.rng = make_rng()
         mask = self.backend.dropout_mask(X.shape, self.rate, self.rng, X.dtype)
 
         def backprop(dY, need_dX: bool = True):

@@ -189,6 +189,7 @@ class Sequential:
         self.built = True
         if self.optimizer is not None:
             self.optimizer.build(self.backend, self.theta.size, self.dtype)
+        self._check_metric_fit()  # compile() before build could not check the output width
         return self
 
     def _bind(self, theta) -> None:
