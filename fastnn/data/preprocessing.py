@@ -337,12 +337,19 @@ class Preprocessor:
         ]
         M, _ = self._encode(df)
         M = M[keep]
-        with np.errstate(invalid="ignore", divide="ignore"):
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             counts = (~np.isnan(M)).sum(axis=0)
             mean = np.where(counts > 0, np.nansum(M, axis=0) / np.maximum(counts, 1), 0.0)
             var = np.nansum((M - mean) ** 2, axis=0) / np.maximum(counts, 1)
         std = np.sqrt(var)
-        std[~(std > 0) | ~np.isfinite(std)] = 1.0
+        huge = ~np.isfinite(mean) | ~np.isfinite(std)
+        if huge.any():
+            j = int(np.flatnonzero(huge)[0])
+            raise DataError(
+                f"column {self.feature_names_[j]!r} has values too large to standardize "
+                f"(largest magnitude {np.nanmax(np.abs(M[:, j])):.3g}); rescale or drop it"
+            )
+        std[~(std > 0)] = 1.0
         self.mean_ = mean.astype(np.float64)
         self.scale_ = std.astype(np.float64)
 

@@ -347,6 +347,19 @@ class Sequential:
             raise DataError(f"{what} contains NaN or infinite values in rows {rows}")
         return self.loss.prepare_targets(y, self.output_dim, self.dtype)
 
+    def _check_classes(self, y):
+        """A classifier cannot learn from one class: say so instead of training."""
+        if self.loss.head is None:
+            return  # regression
+        if self.loss.name == "binary_crossentropy" and y.shape[1] != 1:
+            return  # multi-label: each column is its own problem
+        classes = np.unique(self._class_index(y))
+        if classes.size < 2:
+            raise DataError(
+                f"the training labels hold only one class ({classes[0].item()!r} in all "
+                f"{y.shape[0]} rows); a classifier needs examples of at least two classes"
+            )
+
     def _class_index(self, y):
         if self.loss.sparse:
             return y
@@ -433,6 +446,7 @@ class Sequential:
             self.optimizer.build(self.backend, self.theta.size, self.dtype)
         self._check_metric_fit()
         yh = self._prepare_y(y, Xh.shape[0])
+        self._check_classes(yh)
         wh = self._sample_weights(yh, class_weight)
 
         val = None
