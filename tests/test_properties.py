@@ -108,3 +108,17 @@ def test_optimizer_updates_finite_and_descend_on_linear_loss(backend, opt, g, st
     if opt != "adamw":  # decoupled decay is zero at theta=0 too, but keep the claim simple
         # for the linear loss g.theta every optimizer moves against the gradient
         assert float(g @ theta) <= 1e-12
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_probability_losses_have_zero_gradient_where_clipped(backend):
+    """Below the clip (p < 1e-7) the loss is flat, so its gradient must be zero too."""
+    be = fastnn.get_backend(backend)
+    P = np.array([[1e-12, 0.5, 1.0 - 1e-12 - 0.5]], dtype=np.float64)
+    onehot = np.array([[1.0, 0.0, 0.0]])
+    _, dP = be.cce_prob_grad(P, onehot, None, 1.0, sparse=False)
+    assert dP[0, 0] == 0.0
+    _, dP = be.cce_prob_grad(P, np.array([0]), None, 1.0, sparse=True)
+    assert dP[0, 0] == 0.0
+    _, dB = be.bce_prob_grad(np.array([[1e-12]]), np.array([[1.0]]), None, 1.0)
+    assert dB[0, 0] == 0.0

@@ -242,6 +242,7 @@ class Backend:
             Y1 = y
         loss = -(Y1 * xp.log(Pc)).sum(axis=1)
         dP = -Y1 / Pc
+        dP *= P > eps  # clipped region: flat loss, zero gradient
         if w is not None:
             loss = loss * w.reshape(-1)
             dP *= w

@@ -532,6 +532,9 @@ class Sequential:
                     Xp, yp, wp, y_host = X_dev, y_dev, w_dev, yh
                 if runner is not None:
                     loss_sum, out = runner.run(Xp, yp, wp, batch_size, rng)
+                    if epoch == 0:  # the runner now knows the batch-size-specific path
+                        self.training_path = runner.description
+                        history.params["training_path"] = runner.description
                 else:
                     loss_sum, out = self._train_epoch(Xp, yp, wp, batch_size)
                 logs = {"loss": float(loss_sum) / n}
