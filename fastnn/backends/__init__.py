@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import importlib
+import importlib.util
 import os
 import warnings
 
@@ -37,9 +38,23 @@ _REGISTRY = {
     "cupy": ("fastnn.backends.cupy_backend", "CupyBackend", cupy_status),
 }
 
-#: The order "auto" tries on the CPU, fastest first, from benchmarks/results: the fused
-#: Numba path beats NumPy at every size measured there (see README, "Benchmarks").
+#: The order "auto" tries, fastest first, from benchmarks/results/results.md ("Crossover"):
+#: on the 2-core CPU machine the Numba backend won 9 of 13 cases clearly, tied 3 and lost
+#: one by 1.11x (width 256), so it goes first. "auto" does not pick the GPU: no GPU
+#: crossover has been measured yet, and for small networks a GPU is slower than the CPU.
 _AUTO_ORDER = ("numba", "numpy")
+_gpu_notice_given = False
+
+
+def _notice_unusable_gpu() -> None:
+    """One line, once per process, when CuPy is installed but cannot use a GPU."""
+    global _gpu_notice_given
+    if _gpu_notice_given or importlib.util.find_spec("cupy") is None:
+        return
+    _gpu_notice_given = True
+    ok, reason = cupy_status()
+    if not ok:
+        warnings.warn(f"fastnn: {reason}; 'auto' uses the CPU", RuntimeWarning, stacklevel=3)
 
 _instances: dict[str, Backend] = {}
 _default: str | None = None
@@ -86,6 +101,7 @@ def resolve_backend(name: str | None) -> str:
         raise UnknownNameError("backend", name, [*_REGISTRY, "auto"])
     name = name.strip().lower()
     if name == "auto":
+        _notice_unusable_gpu()
         for candidate in _AUTO_ORDER:
             if _module_status(candidate)[0]:
                 return candidate
