@@ -1,0 +1,138 @@
+"""Smoke tests of the benchmarks, so they never rot: every pytest-benchmark suite in
+``benchmarks/`` and ``fastnn bench`` run at toy size on every backend that works here,
+peers only where installed. Nothing here asserts a timing."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+import fastnn
+from fastnn.bench import PEERS, TOY_SIZES, Task, bench_command, churn_dataset, synthetic_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("torch", "jax", "keras", "sklearn", "matplotlib")
+
+
+def test_bench_command_is_registered_lazily():
+    """`fastnn.bench` is a click command named "bench" that imports no peer or plotting
+    library at module level (so `fastnn --help` stays fast)."""
+    assert isinstance(bench_command, click.Command)
+    assert bench_command.name == "bench"
+    code = (
+        "import sys, fastnn; before = set(sys.modules); import fastnn.bench; "
+        f"print(sorted(m for m in set(sys.modules) - before if m.split('.')[0] in {HEAVY!r}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("pytest_benchmark") is None, reason="pytest-benchmark not installed"
+)
+@pytest.mark.skipif(not (ROOT / "benchmarks").is_dir(), reason="no benchmarks/ folder here")
+def test_benchmark_suites_run_at_toy_size():
+    """`pytest benchmarks` with timing disabled runs every benchmark function once."""
+    # One BLAS/OpenMP thread: toy shapes gain nothing from two, and a 2-core VM that
+    # deschedules one of them can stall every parallel region of a smoke run.
+    env = dict(os.environ, FASTNN_BENCH_TOY="1", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(ROOT / "benchmarks"),
+            "--benchmark-disable",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout
+
+
+def test_fastnn_bench_smoke_writes_all_three_files(tmp_path):
+    """`fastnn bench --smoke --no-peers` writes results.json, results.md, scaling.png."""
+    out = tmp_path / "bench"
+    result = CliRunner().invoke(bench_command, ["--smoke", "--no-peers", "--out", str(out)])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    res = json.loads((out / "results.json").read_text())
+    for key in (
+        "schema",
+        "machine",
+        "versions",
+        "threads",
+        "settings",
+        "backends",
+        "peers",
+        "fit",
+        "ops",
+        "scaling",
+        "crossover",
+        "wall_s",
+    ):
+        assert key in res, key
+    assert {"cpu", "logical_cpus", "os", "python"} <= set(res["machine"])
+    assert res["versions"]["numpy"]
+    backends = fastnn.available_backends()
+    assert res["settings"]["backends"] == backends
+    for size in ("tiny", "mid", "big"):
+        for b in backends:
+            row = next(
+                r for r in res["fit"] if r["case"] == size and r["contender"] == f"fastnn-{b}"
+            )
+            assert "error" not in row, row
+            assert {"median_s", "min_s", "max_s", "q1_s", "q3_s", "accuracy", "warmup_s"} <= set(
+                row
+            )
+    assert not [r for r in res["ops"] if "error" in r]
+    assert res["scaling"]["width"] and res["scaling"]["batch"]
+    assert res["crossover"]["auto_order"]
+    md = (out / "results.md").read_text()
+    assert "Machine:" in md and "| contender |" in md and "Crossover" in md
+    assert (out / "scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_fastnn_bench_rejects_unknown_backend(tmp_path):
+    result = CliRunner().invoke(bench_command, ["--backends", "nosuch", "--out", str(tmp_path)])
+    assert result.exit_code != 0
+    assert "nosuch" in result.output
+
+
+@pytest.mark.parametrize("peer", list(PEERS))
+def test_peer_trains_at_toy_size(peer):
+    """Each installed peer trains the toy networks once and reports time and accuracy."""
+    label, prepare, installed = PEERS[peer]
+    if not installed():
+        pytest.skip(f"{peer} is not installed")
+    tasks = [Task("tiny", TOY_SIZES["tiny"], churn_dataset().head(128), epochs=2)]
+    mid = TOY_SIZES["mid"]
+    tasks.append(
+        Task("mid", mid, synthetic_dataset(64, 32, mid.widths[0], mid.widths[-1]), epochs=2)
+    )
+    if peer == "keras-torch":  # a worker process: one task is enough
+        tasks = tasks[:1]
+    for task in tasks:
+        prepared = prepare(task)
+        try:
+            res = prepared.run()
+        finally:
+            if prepared.close is not None:
+                prepared.close()
+        assert res.seconds >= 0
+        assert 0.0 <= res.accuracy <= 1.0
+        assert 1 <= res.epochs_run <= task.epochs
