@@ -536,3 +536,43 @@ def test_churn_recipe_fused_reaches_tutorial_accuracy():
     assert model.optimizer.iterations == 100 * 250
     acc = model.evaluate(X_te, y_te)["accuracy"]
     assert acc >= 0.85, acc
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_division_by_zero_gives_nan_as_in_numpy(nb, npb, dtype):
+    """The kernels use NumPy's error model: 0/0 is NaN, not a ZeroDivisionError."""
+    outs = []
+    for be in (npb, nb):
+        theta = np.ones(5, dtype=dtype)
+        z = np.zeros(5, dtype=dtype)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            be.adam_update(theta, z.copy(), z.copy(), z.copy(), 0.1, 0.9, 0.999, 0.0, 1, 0.0, False)
+        outs.append(theta)
+    assert np.isnan(outs[0]).all() and np.isnan(outs[1]).all()
+
+
+@pytest.mark.parametrize("opt", ["sgd", "adam", "rmsprop"])
+def test_numpy_chunked_updates_bit_identical(npb, opt):
+    """Big buffers are updated chunk by chunk for cache locality: same bits as at once."""
+    from fastnn.backends import numpy_backend
+    from fastnn.backends.base import Backend
+
+    rng = np.random.default_rng(0)
+    n = 2 * numpy_backend._UPDATE_CHUNK + 12345
+    theta, grad = rng.standard_normal((2, n)).astype(np.float32)
+    s1, s2 = np.abs(rng.standard_normal((2, n))).astype(np.float32)
+    results = []
+    for chunked in (True, False):
+        th, a, b = theta.copy(), s1.copy(), s2.copy()
+        args = {
+            "sgd": (th, grad, a, 0.01, 0.9, True, 1e-3),
+            "adam": (th, grad, a, b, 0.01, 0.9, 0.999, 1e-7, 3, 1e-3, True),
+            "rmsprop": (th, grad, a, b, 0.01, 0.9, 1e-7, 0.5, 1e-3),
+        }[opt]
+        if chunked:
+            getattr(npb, f"{opt}_update")(*args)
+        else:  # the base class's whole-buffer update
+            getattr(Backend, f"{opt}_update")(npb, *args)
+        results.append((th, a, b))
+    for x, y in zip(*results, strict=True):
+        np.testing.assert_array_equal(x, y)

@@ -15,7 +15,8 @@ products stay on NumPy's BLAS. What changes:
   - small networks run every minibatch (forward, loss, backward, update) inside ONE
     compiled call, with hand-written loops (activations kept feature-major, so the inner
     loops run over the batch and vectorise even for 6-wide layers): no Python, no BLAS
-    call overhead. The churn network trains at ~4.5 us per step this way.
+    call overhead. The churn network trains at ~2.5 us per step this way (every view
+    a step uses is built once per call, not per step).
   - bigger ones run a Python loop over the minibatches in which each product is one
     NumPy/BLAS GEMM into a preallocated buffer and everything between products (bias,
     activation, loss gradient, bias gradient, the optimizer update of each layer right
