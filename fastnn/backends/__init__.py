@@ -57,6 +57,7 @@ def _notice_unusable_gpu() -> None:
     if not ok:
         warnings.warn(f"fastnn: {reason}; 'auto' uses the CPU", RuntimeWarning, stacklevel=3)
 
+
 _instances: dict[str, Backend] = {}
 _default: str | None = None
 _current: contextvars.ContextVar[str | None] = contextvars.ContextVar(
