@@ -43,7 +43,8 @@ def test_asking_for_the_gpu_is_a_clear_error(broken_cupy):
         fastnn.Sequential([], backend="gpu")
 
 
-def test_fallback_flag_warns_and_uses_cpu(broken_cupy):
+def test_fallback_flag_warns_and_uses_cpu(broken_cupy, monkeypatch):
+    monkeypatch.setattr(backends, "_gpu_notice_given", True)  # only the fallback warning here
     with pytest.warns(RuntimeWarning, match="falling back"):
         be = backends.get_backend("cupy", fallback=True)
     assert be.device == "cpu"
