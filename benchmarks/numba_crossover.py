@@ -103,20 +103,8 @@ def crossover(batches, widths, reps: int) -> list[dict]:
 
 # ---------------------------------------------------------------------------- 2. churn
 def churn_data():
-    """The tutorial's preprocessing of the bundled churn data set."""
-    import pandas as pd
-
-    df = pd.read_csv(Path(fastnn.__file__).parent / "data" / "churn.csv.gz")
-    df = df.drop(columns=["RowNumber", "CustomerId", "Surname"])
-    df = pd.get_dummies(df, columns=["Geography", "Gender"], drop_first=True, dtype=float)
-    y = df.pop("Exited").to_numpy().astype(np.float32)
-    X = df.to_numpy().astype(np.float32)
-    perm = np.random.default_rng(0).permutation(len(X))
-    n_train = int(0.8 * len(X))
-    tr, te = perm[:n_train], perm[n_train:]
-    mu, sd = X[tr].mean(axis=0), X[tr].std(axis=0)
-    X = (X - mu) / sd
-    return X[tr], y[tr], X[te], y[te]
+    """The tutorial's preprocessing of the bundled churn data set (float32)."""
+    return fastnn.data.churn_arrays(dtype="float32")
 
 
 def churn(reps: int, epochs: int = 100) -> dict:

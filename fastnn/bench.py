@@ -180,37 +180,23 @@ def dataset_from_recipe(recipe: dict) -> Dataset:
     return data.head(recipe["head"]) if "head" in recipe else data
 
 
-def churn_path() -> Path:
-    """Path of the bundled churn CSV (``fastnn/data/churn.csv.gz``)."""
-    return Path(__file__).resolve().parent / "data" / "churn.csv.gz"
-
-
 def churn_dataset(dtype=np.float32) -> Dataset:
     """The bundled bank-churn data with the tutorial's preprocessing.
 
     Drops RowNumber/CustomerId/Surname, one-hot encodes Geography and Gender with the
-    first level dropped (11 features), splits 80/20 with
-    ``np.random.default_rng(0).permutation`` and standardizes with the training rows'
-    mean and standard deviation. Returns 8,000 training and 2,000 test rows.
+    first level dropped (11 features), splits 80/20 with seed 0 and standardizes with the
+    training rows' statistics: :func:`fastnn.data.churn_arrays`, the recipe the CLI runs.
+    Returns 8,000 training and 2,000 test rows.
     """
-    import pandas as pd
+    from .data import churn_arrays
 
-    df = pd.read_csv(churn_path())
-    df = df.drop(columns=["RowNumber", "CustomerId", "Surname"])
-    y = df.pop("Exited").to_numpy()
-    X = pd.get_dummies(df, columns=["Geography", "Gender"], drop_first=True, dtype=float)
-    X = X.to_numpy(dtype=np.float64)
-    perm = np.random.default_rng(0).permutation(X.shape[0])
-    n_train = int(round(0.8 * X.shape[0]))
-    tr, te = perm[:n_train], perm[n_train:]
-    mean, std = X[tr].mean(axis=0), X[tr].std(axis=0)
-    std[std == 0] = 1.0
+    X_tr, y_tr, X_te, y_te = churn_arrays(dtype=dtype)
     return Dataset(
         "churn",
-        ((X[tr] - mean) / std).astype(dtype),
-        y[tr].astype(dtype),
-        ((X[te] - mean) / std).astype(dtype),
-        y[te].astype(dtype),
+        X_tr,
+        y_tr,
+        X_te,
+        y_te,
         "fastnn/data/churn.csv.gz (tutorial preprocessing, 80/20 split, seed 0)",
         {"kind": "churn"} if np.dtype(dtype) == np.float32 else None,
     )

@@ -74,18 +74,9 @@ def _assert_weights_equal(a, b):
 # ---------------------------------------------------------------------- the churn network
 @pytest.fixture(scope="module")
 def churn_split():
-    pd = pytest.importorskip("pandas")
-    df = pd.read_csv(CHURN)
-    df = df.drop(columns=["RowNumber", "CustomerId", "Surname"])
-    df = pd.get_dummies(df, columns=["Geography", "Gender"], drop_first=True)
-    y = df.pop("Exited").to_numpy().astype(np.float64)
-    X = df.to_numpy().astype(np.float64)
-    assert X.shape == (10000, 11)
-    perm = np.random.default_rng(0).permutation(len(X))
-    n_train = int(0.8 * len(X))
-    tr, te = perm[:n_train], perm[n_train:]
-    mu, sd = X[tr].mean(axis=0), X[tr].std(axis=0)
-    return (X[tr] - mu) / sd, y[tr], (X[te] - mu) / sd, y[te]
+    X_tr, y_tr, X_te, y_te = fastnn.data.churn_arrays()
+    assert X_tr.shape == (8000, 11) and X_te.shape == (2000, 11)
+    return X_tr, y_tr, X_te, y_te
 
 
 @pytest.mark.slow

@@ -17,7 +17,6 @@ import inspect
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -511,18 +510,7 @@ def test_float64_float32_both_fused():
 
 # ---------------------------------------------------------------------------- the recipe
 def _churn():
-    pd = pytest.importorskip("pandas")
-    path = Path(fastnn.__file__).parent / "data" / "churn.csv.gz"
-    df = pd.read_csv(path).drop(columns=["RowNumber", "CustomerId", "Surname"])
-    df = pd.get_dummies(df, columns=["Geography", "Gender"], drop_first=True, dtype=float)
-    y = df.pop("Exited").to_numpy().astype(np.float64)
-    X = df.to_numpy().astype(np.float64)
-    perm = np.random.default_rng(0).permutation(len(X))
-    n_train = int(0.8 * len(X))
-    tr, te = perm[:n_train], perm[n_train:]
-    mu, sd = X[tr].mean(axis=0), X[tr].std(axis=0)
-    X = (X - mu) / sd
-    return X[tr], y[tr], X[te], y[te]
+    return fastnn.data.churn_arrays()
 
 
 def test_churn_recipe_fused_reaches_tutorial_accuracy():

@@ -12,6 +12,7 @@ pandas is imported only when these functions run, so ``import fastnn`` needs onl
 
 from .loading import CHURN_DROP, CHURN_TARGET, load_churn, read_csv, read_csv_text
 from .preprocessing import MISSING_MODES, Preprocessor
+from .recipes import churn_arrays
 from .split import split_indices, train_test_split
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "CHURN_TARGET",
     "MISSING_MODES",
     "Preprocessor",
+    "churn_arrays",
     "load_churn",
     "read_csv",
     "read_csv_text",
