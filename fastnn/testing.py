@@ -122,14 +122,7 @@ def loss_and_grad(model, X, y, sample_weight=None, *, dropout_seed: int = 0):
     for layer in model.layers:
         if isinstance(layer, Dropout):
             layer.rng = np.random.default_rng(dropout_seed)
-    A = be.asarray(Xh)
-    backprops = []
-    for i, layer in enumerate(model.layers):
-        if i == last and fused:
-            A, bp = layer.forward(A, True, apply_activation=False)
-        else:
-            A, bp = layer.forward(A, True)
-        backprops.append(bp)
+    A, backprops = model._forward_batch(be.asarray(Xh), True, fused)
     lsum, dA = model.loss.grad(be, A, be.asarray(yh), w, 1.0 / n, fused)
     model.grad[...] = 0
     for i in range(last, -1, -1):

@@ -298,21 +298,27 @@ class Sequential:
             A, _ = layer.forward(A, training)
         return A
 
+    def _forward_batch(self, A, training: bool, fused: bool):
+        """Forward-propagate one batch; the head activation is left to the loss when
+        ``fused`` (the output is then the logits). Returns ``(out, backprops)``."""
+        last = len(self.layers) - 1
+        backprops = []
+        for i, layer in enumerate(self.layers):
+            if i == last and fused:
+                A, bp = layer.forward(A, training, apply_activation=False)
+            else:
+                A, bp = layer.forward(A, training)
+            backprops.append(bp)
+        return A, backprops
+
     def _forward_logits(self, X, batch_size: int):
         """Outputs in inference mode; logits when the head is fused. Batched."""
-        be = self.backend
         fused = self._head_fused()
-        last = len(self.layers) - 1
-        outs = []
-        for start in range(0, X.shape[0], batch_size):
-            A = X[start : start + batch_size]
-            for i, layer in enumerate(self.layers):
-                if i == last and fused:
-                    A, _ = layer.forward(A, False, apply_activation=False)
-                else:
-                    A, _ = layer.forward(A, False)
-            outs.append(A)
-        return outs[0] if len(outs) == 1 else be.xp.concatenate(outs)
+        outs = [
+            self._forward_batch(X[start : start + batch_size], False, fused)[0]
+            for start in range(0, X.shape[0], batch_size)
+        ]
+        return outs[0] if len(outs) == 1 else self.backend.xp.concatenate(outs)
 
     # ------------------------------------------------------------------ data helpers
     def _prepare_X(self, X, what="X", build_seed=None):
@@ -585,13 +591,7 @@ class Sequential:
             # 1. take a batch
             A = Xp[start:stop]
             # 2. forward-propagate
-            backprops = []
-            for i, layer in enumerate(layers):
-                if i == last and fused:
-                    A, bp = layer.forward(A, True, apply_activation=False)
-                else:
-                    A, bp = layer.forward(A, True)
-                backprops.append(bp)
+            A, backprops = self._forward_batch(A, True, fused)
             out_all[start:stop] = A
             # 3. measure the error (and its gradient w.r.t. the outputs)
             lsum, dA = loss.grad(
@@ -646,20 +646,8 @@ class Sequential:
         else:
             X_dev = self.backend.asarray(self._prepare_X(X))
         batch_size = _positive_int("batch_size", batch_size)
-        if self.loss is None:
-            out = self._forward_plain(X_dev, batch_size)
-        else:
-            out = self._head(self._forward_logits(X_dev, batch_size))
+        out = self._head(self._forward_logits(X_dev, batch_size))
         return out if return_backend_array else self.backend.to_numpy(out)
-
-    def _forward_plain(self, X, batch_size):
-        outs = []
-        for start in range(0, X.shape[0], batch_size):
-            A = X[start : start + batch_size]
-            for layer in self.layers:
-                A, _ = layer.forward(A, False)
-            outs.append(A)
-        return outs[0] if len(outs) == 1 else self.backend.xp.concatenate(outs)
 
     def predict_classes(self, X, threshold: float = 0.5, batch_size: int = 1024) -> np.ndarray:
         """Predicted class per row: ``p >= threshold`` for one output, else the argmax."""
