@@ -111,6 +111,15 @@ def _parse_hidden(ctx, param, value: str) -> list[int]:
     return sizes
 
 
+def _compile_seconds(be) -> float:
+    """Seconds the Numba backend has spent compiling in this process (0 elsewhere)."""
+    if be.name != "numba":
+        return 0.0
+    from .backends.numba_backend import compile_stats
+
+    return compile_stats()["seconds"]
+
+
 def _split_drop(values, columns) -> list[str]:
     """--drop may repeat, and a value may list several columns separated by commas."""
     out = []
@@ -345,15 +354,18 @@ def train(
         + (" -> " if hidden else "")
         + "1 sigmoid"
     )
+    compiled = _compile_seconds(be)
     t0 = time.perf_counter()
     history = model.fit(
         X_tr, y_tr, batch_size=batch_size, epochs=epochs, seed=seed, verbose=0 if quiet else 1
     )
     seconds = time.perf_counter() - t0
+    compiled = _compile_seconds(be) - compiled
     ran = len(history.epoch)
-    say(
-        f"trained {ran} epochs in {seconds:.2f} s on {be.name}; training path: {model.training_path}"
-    )
+    timing = f"{seconds:.2f} s"
+    if compiled > 0.01:  # first run on this machine: say what was compilation, not training
+        timing = f"{seconds - compiled:.2f} s (+ {compiled:.2f} s compiling Numba kernels, once)"
+    say(f"trained {ran} epochs in {timing} on {be.name}; training path: {model.training_path}")
     if history.stop_reason:
         say(f"stopped early: {history.stop_reason}")
 

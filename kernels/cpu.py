@@ -32,8 +32,45 @@ serves every architecture: the network is described by int and float tables.
 
 from __future__ import annotations
 
+import os
+
+import numba
 import numpy as np
 from numba import njit
+
+
+def _cache_outside_the_package() -> None:
+    """Store these kernels' compiled cache in the user's cache folder, not in
+    ``site-packages/fastnn/kernels/__pycache__``.
+
+    Numba's default puts ``.nbi``/``.nbc`` files next to the source. pip does not know
+    them, so uninstalling (or replacing ``pip install .`` with ``pip install -e .``) leaves
+    a ``fastnn/kernels`` folder in site-packages that shadows the real package as an empty
+    namespace package. ``NUMBA_CACHE_DIR``, when set, still wins. Registered before the
+    first ``@njit(cache=True)`` below, for this folder's files only.
+    """
+    from numba.core import caching
+
+    impl = getattr(caching, "CacheImpl", None) or getattr(caching, "_CacheImpl", None)
+    base = getattr(caching, "UserWideCacheLocator", None) or getattr(
+        caching, "_UserWideCacheLocator", None
+    )
+    if impl is None or base is None:  # an unknown Numba layout: keep its default
+        return
+    here = os.path.dirname(os.path.abspath(__file__))
+
+    class FastnnCacheLocator(base):
+        @classmethod
+        def from_function(cls, py_func, py_file):
+            if numba.config.CACHE_DIR or os.path.dirname(os.path.abspath(py_file)) != here:
+                return None
+            return super().from_function(py_func, py_file)
+
+    if not any(k.__name__ == "FastnnCacheLocator" for k in impl._locator_classes):
+        impl._locator_classes.insert(0, FastnnCacheLocator)
+
+
+_cache_outside_the_package()
 
 # No fastmath (NaN/Inf semantics and NumPy-identical rounding); nogil so a caller's other
 # threads keep running during a long epoch. error_model "numpy": a float division by zero

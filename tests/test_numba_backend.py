@@ -564,3 +564,25 @@ def test_numpy_chunked_updates_bit_identical(npb, opt):
         results.append((th, a, b))
     for x, y in zip(*results, strict=True):
         np.testing.assert_array_equal(x, y)
+
+
+def test_compiled_cache_stays_out_of_the_installed_package(monkeypatch):
+    """pip does not know Numba's cache files: left next to fastnn/kernels/cpu.py they
+    survive an uninstall and shadow the next install as a namespace package."""
+    import fastnn.kernels.cpu as cpu
+    import numba
+
+    monkeypatch.setattr(numba.config, "CACHE_DIR", "")
+    X = np.random.default_rng(0).standard_normal((64, 3))
+    y = (X[:, 0] > 0).astype(float)
+    m = fastnn.Sequential([Dense(4, "relu"), Dense(1, "sigmoid")], backend="numba")
+    m.compile("adam", "binary_crossentropy")
+    m.fit(X, y, epochs=1, verbose=0, seed=0)
+    pycache = os.path.join(os.path.dirname(cpu.__file__), "__pycache__")
+    leftovers = (
+        [f for f in os.listdir(pycache) if f.endswith((".nbi", ".nbc"))]
+        if os.path.isdir(pycache)
+        else []
+    )
+    assert leftovers == []
+    assert cpu.train_epoch._cache._cache_path != pycache
