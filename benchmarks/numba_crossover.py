@@ -1,8 +1,8 @@
 """Numba backend measurements: the loops/BLAS crossover, the churn recipe, compilation,
 and the BLAS-bound step against its own GEMMs.
 
-Run: ``python benchmarks/numba_crossover.py [--quick] [--only SECTION ...]``. Writes
-``benchmarks/results/numba_crossover.{md,json,png}``. Every timing is the median of
+Run: ``python benchmarks/numba_crossover.py [--quick] [--only SECTION ...] [--out DIR]``.
+Writes ``benchmarks/results/numba_crossover.{md,json,png}`` (or into ``--out``). Every timing is the median of
 several repetitions measured in this one run (and the host's load average is recorded,
 since a busy neighbour inflates BLAS timings most).
 
@@ -200,9 +200,7 @@ def blas_bound(reps: int, steps: int = 20) -> dict:
 
 
 # ---------------------------------------------------------------------------- report
-def write_report(res: dict) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "numba_crossover.json").write_text(json.dumps(res, indent=2))
+def _crossover_lines(res: dict) -> list[str]:
     lines = [
         "# Numba backend: crossover, churn, compilation, BLAS-bound step",
         "",
@@ -225,8 +223,7 @@ def write_report(res: dict) -> None:
             f"{r['loops_us_per_step']:.1f} | {r['blas_us_per_step']:.1f} | {r['faster']} | "
             f"{r['chosen']} |"
         )
-    c, k, b = res["churn"], res["compile"], res["blas_bound"]
-    lines += [
+    return lines + [
         "",
         f"Rule (`handloop_limit` in `fastnn/backends/numba_backend.py`): hand loops when "
         f"the Dense layers' `sum(d_in * d_out)` (multiply-adds per row) is at most "
@@ -238,6 +235,11 @@ def write_report(res: dict) -> None:
         "overhead over more rows and takes over earlier. The churn network (108 "
         "multiply-adds per row) is far on the loops side at any batch size.",
         "",
+    ]
+
+
+def _churn_lines(c: dict) -> list[str]:
+    lines = [
         "## Churn recipe, `fit(..., verbose=0)`, 100 epochs (25,000 steps)",
         "",
         "| backend | fit s (median) | us/step | test accuracy | path |",
@@ -248,10 +250,11 @@ def write_report(res: dict) -> None:
             f"| {be} | {c[be]['fit_seconds_median']:.3f} | {c[be]['us_per_step']:.2f} | "
             f"{c[be]['accuracy']:.4f} | {c[be]['path']} |"
         )
-    lines += [
-        "",
-        f"numba is {c['speedup_numba_over_numpy']:.1f}x the numpy backend.",
-        "",
+    return lines + ["", f"numba is {c['speedup_numba_over_numpy']:.1f}x the numpy backend.", ""]
+
+
+def _compile_lines(k: dict) -> list[str]:
+    return [
         "## Compilation (churn network, float32)",
         "",
         f"- first-ever compile (empty `NUMBA_CACHE_DIR`): {k['first_compile_s']:.2f} s "
@@ -262,6 +265,11 @@ def write_report(res: dict) -> None:
         f"{k['compilations_cached_run']}; announced: {k['announced_cached']})",
         f"- `import fastnn` + Numba backend module: {k['import_fastnn_and_numba_s']:.2f} s",
         "",
+    ]
+
+
+def _blas_lines(b: dict) -> list[str]:
+    return [
         "## BLAS-bound step (784-1024-1024-10, relu, softmax CE, SGD momentum, batch 256)",
         "",
         "| | ms/step (median) | ratio to GEMMs |",
@@ -273,30 +281,43 @@ def write_report(res: dict) -> None:
         f"{b['numpy_ratio']:.3f} |",
         "",
     ]
-    (RESULTS / "numba_crossover.md").write_text("\n".join(lines))
+
+
+def _plot(res: dict, path: Path) -> None:
     try:
         import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for i, B in enumerate(sorted({r["batch"] for r in res["crossover"]})):
-            rs = [r for r in res["crossover"] if r["batch"] == B]
-            x = [r["macs_per_row"] for r in rs]
-            c = f"C{i}"
-            ax.plot(x, [r["loops_us_per_step"] / B for r in rs], "o-", c=c, label=f"loops, B={B}")
-            ax.plot(x, [r["blas_us_per_step"] / B for r in rs], "s--", c=c, label=f"BLAS, B={B}")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("multiply-adds per row (sum of d_in*d_out)")
-        ax.set_ylabel("us per row per step")
-        ax.set_title("fused numba epoch: hand loops vs BLAS")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(RESULTS / "numba_crossover.png", dpi=120)
     except ImportError:
-        pass
+        return
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, B in enumerate(sorted({r["batch"] for r in res["crossover"]})):
+        rs = [r for r in res["crossover"] if r["batch"] == B]
+        x = [r["macs_per_row"] for r in rs]
+        c = f"C{i}"
+        ax.plot(x, [r["loops_us_per_step"] / B for r in rs], "o-", c=c, label=f"loops, B={B}")
+        ax.plot(x, [r["blas_us_per_step"] / B for r in rs], "s--", c=c, label=f"BLAS, B={B}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("multiply-adds per row (sum of d_in*d_out)")
+    ax.set_ylabel("us per row per step")
+    ax.set_title("fused numba epoch: hand loops vs BLAS")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(res: dict, out: Path = RESULTS) -> None:
+    """``numba_crossover.{json,md,png}`` in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "numba_crossover.json").write_text(json.dumps(res, indent=2))
+    lines = _crossover_lines(res)
+    lines += _churn_lines(res["churn"]) + _compile_lines(res["compile"])
+    lines += _blas_lines(res["blas_bound"])
+    (out / "numba_crossover.md").write_text("\n".join(lines))
+    _plot(res, out / "numba_crossover.png")
 
 
 SECTIONS = ("compile", "crossover", "churn", "blas")
@@ -312,10 +333,11 @@ def main(argv=None) -> None:
         default=list(SECTIONS),
         help="measure only these sections; the others are kept from the last results file",
     )
+    ap.add_argument("--out", type=Path, default=RESULTS, help=f"results folder ({RESULTS})")
     args = ap.parse_args(argv)
     rule = handloop_rule()
     reps = 3 if args.quick else 5
-    path = RESULTS / "numba_crossover.json"
+    path = args.out / "numba_crossover.json"
     res = json.loads(path.read_text()) if path.exists() and set(args.only) != set(SECTIONS) else {}
     res.update(
         {
@@ -339,7 +361,7 @@ def main(argv=None) -> None:
         res["blas_bound"] = blas_bound(reps)
     res["load_end"] = os.getloadavg()[0]
     if all(k in res for k in ("compile", "crossover", "churn", "blas_bound")):
-        write_report(res)
+        write_report(res, args.out)
     else:
         print(json.dumps(res, indent=2, default=str))
 
