@@ -193,3 +193,28 @@ def test_bench_reports_blas_cases_with_openblas_variables_unset(tmp_path):
     assert {k["architecture"].lower() for k in as_is} == {coretype.lower()}
     assert unset and all(k["architecture"] and k["num_threads"] for k in unset)
     assert all(k["version"] for k in as_is + unset)
+
+
+def test_cold_start_probe_times_a_fresh_process(tmp_path):
+    """The probe `fastnn bench` and numba_crossover.py share: a fresh process imports
+    fastnn, loads the backend and fits one epoch twice; the result names the path."""
+    from fastnn.bench.report import render_markdown
+    from fastnn.bench.timing import cold_start_probe
+
+    row = cold_start_probe("numpy", str(tmp_path), rows=256)
+    assert "error" not in row, row
+    for key in ("import_s", "backend_s", "first_fit_s", "second_fit_s", "compile_s"):
+        assert row[key] >= 0, key
+    assert row["process_s"] >= row["import_s"] + row["first_fit_s"]
+    assert row["training_path"] and row["compile"] is None and row["announced"] is False
+    res = {
+        "settings": {"sizes": [], "repeats": 1},
+        "fit": [],
+        "peers": {"skipped": {}},
+        "mode": "smoke",
+    }
+    res.update(machine={"cpu": "x", "logical_cpus": 1, "os": "y", "python": "3"}, versions={})
+    res.update(
+        created="now", wall_s=1.0, cold_start=[{"backend": "numpy", "cache": "cold cache", **row}]
+    )
+    assert "| numpy | cold cache |" in render_markdown(res)
