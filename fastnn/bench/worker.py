@@ -28,7 +28,7 @@ from .cases import NetSpec, dataset_from_recipe
 from .contenders import Prepared, Task, Trained
 from .environment import blas_kernels, blas_tuning_env
 
-__all__ = ["in_worker", "json_default", "main"]
+__all__ = ["in_worker", "json_default", "main", "worker_env"]
 
 _WORKER_CODE = "from fastnn.bench.worker import main; main()"
 
