@@ -1,8 +1,8 @@
 """Numba backend measurements: the loops/BLAS crossover, the churn recipe, compilation,
 and the BLAS-bound step against its own GEMMs.
 
-Run: ``python benchmarks/numba_crossover.py [--quick] [--only SECTION ...]``. Writes
-``benchmarks/results/numba_crossover.{md,json,png}``. Every timing is the median of
+Run: ``python benchmarks/numba_crossover.py [--quick] [--only SECTION ...] [--out DIR]``.
+Writes ``benchmarks/results/numba_crossover.{md,json,png}`` (or into ``--out``). Every timing is the median of
 several repetitions measured in this one run (and the host's load average is recorded,
 since a busy neighbour inflates BLAS timings most).
 
@@ -23,40 +23,25 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 import fastnn
 from fastnn import optimizers as O
+from fastnn.bench import SIZES, Task, churn_dataset, fastnn_contender
+from fastnn.bench.compare import compare
+from fastnn.bench.contenders import (
+    force_path,
+    fused_runner,
+    handloop_rule,
+    macs_per_row,
+    prepared_targets,
+)
+from fastnn.bench.timing import cold_start_pair, interleaved_times, median_time
 from fastnn.layers import Dense
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def _median_time(fn, reps: int, attempts: int = 3) -> float:
-    """Median of ``reps`` timings of ``fn`` after a warm-up. On a shared machine a busy
-    neighbour can stall a multi-threaded BLAS call 100x; when the spread (max/min) of an
-    attempt exceeds 1.5 the cell is measured again (up to ``attempts`` times) and the
-    attempt with the smallest spread is kept."""
-    fn()  # warm-up (compilation, caches)
-    best = None
-    for _ in range(attempts):
-        ts = []
-        for _ in range(reps):
-            t = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - t)
-        spread = max(ts) / min(ts)
-        if best is None or spread < best[0]:
-            best = (spread, float(np.median(ts)))
-        if spread <= 1.5:
-            break
-    return best[1]
 
 
 # ---------------------------------------------------------------------------- 1. crossover
@@ -75,19 +60,18 @@ def crossover(batches, widths, reps: int) -> list[dict]:
             )
             m.compile(optimizer="adam", loss="binary_crossentropy")
             m.build(d_in, seed=0)
-            m.optimizer.build(m.backend, m.theta.size, m.dtype)
-            runner = m.backend.epoch_runner(m, m.loss, m.optimizer)
-            yp = m.loss.prepare_targets(y, 1, np.float32)
+            runner = fused_runner(m)
+            yp = prepared_targets(m, y, 1)
             steps = -(-n // B)
-            res = {"batch": B, "width": w, "macs_per_row": runner.plan.macs_per_row}
+            res = {"batch": B, "width": w, "macs_per_row": macs_per_row(runner)}
             for path in ("loops", "blas"):
-                runner.forced = path
+                force_path(runner, path)
                 epoch_rng = np.random.default_rng(1)
-                t = _median_time(
+                t = median_time(
                     lambda r=runner, X=X, yp=yp, B=B, g=epoch_rng: r.run(X, yp, None, B, g), reps
                 )
                 res[f"{path}_us_per_step"] = t / steps * 1e6
-            runner.forced = None
+            force_path(runner, None)
             res["faster"] = (
                 "loops" if res["loops_us_per_step"] <= res["blas_us_per_step"] else "blas"
             )
@@ -102,38 +86,22 @@ def crossover(batches, widths, reps: int) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------- 2. churn
-def churn_data():
-    """The tutorial's preprocessing of the bundled churn data set (float32)."""
-    return fastnn.data.churn_arrays(dtype="float32")
-
-
 def churn(reps: int, epochs: int = 100) -> dict:
-    """fit() time of the churn recipe on both CPU backends, interleaved, medians."""
-    X_tr, y_tr, X_te, y_te = churn_data()
-
-    def run(backend, n_epochs):
-        m = fastnn.Sequential(
-            [Dense(6, "relu"), Dense(6, "relu"), Dense(1, "sigmoid")], backend=backend
-        )
-        m.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
-        t = time.perf_counter()
-        m.fit(X_tr, y_tr, batch_size=32, epochs=n_epochs, verbose=0, seed=0)
-        dt = time.perf_counter() - t
-        return dt, m.evaluate(X_te, y_te)["accuracy"], m.training_path
-
+    """fit() time of the churn recipe on both CPU backends, round-robin, medians
+    (``fastnn bench``'s comparison, with the fastnn contenders only)."""
+    task = Task("tiny", SIZES["tiny"], churn_dataset(), epochs)
+    rows = compare(task, [fastnn_contender(b) for b in ("numba", "numpy")], reps, None)
     out = {}
-    for be in ("numba", "numpy"):
-        run(be, 1)  # compile / load caches outside the timing
-    times = {"numba": [], "numpy": []}
-    for _ in range(reps):
-        for be in ("numba", "numpy"):
-            dt, acc, path = run(be, epochs)
-            times[be].append(dt)
-            out[be] = {"accuracy": acc, "path": path}
-    for be in times:
-        out[be]["fit_seconds_median"] = float(np.median(times[be]))
-        out[be]["fit_seconds_all"] = times[be]
-        out[be]["us_per_step"] = out[be]["fit_seconds_median"] / (epochs * 250) * 1e6
+    for row in rows:
+        if "error" in row:
+            raise RuntimeError(f"{row['contender']}: {row['error']}")
+        out[row["contender"].removeprefix("fastnn-")] = {
+            "accuracy": row["accuracy"],
+            "path": row["info"].get("training_path"),
+            "fit_seconds_median": row["median_s"],
+            "fit_seconds_all": row["samples_s"],
+            "us_per_step": row["per_step_us"],
+        }
     out["speedup_numba_over_numpy"] = (
         out["numpy"]["fit_seconds_median"] / out["numba"]["fit_seconds_median"]
     )
@@ -147,53 +115,19 @@ def churn(reps: int, epochs: int = 100) -> dict:
 
 
 # ---------------------------------------------------------------------------- 3. compile
-_COMPILE_PROBE = r"""
-import json, sys, time
-t0 = time.perf_counter()
-import numpy as np
-import fastnn
-from fastnn.layers import Dense
-from fastnn.backends import numba_backend as nbm
-t_import = time.perf_counter() - t0
-rng = np.random.default_rng(0)
-X = rng.standard_normal((8000, 11)).astype(np.float32)
-y = (rng.random(8000) < 0.2).astype(np.float32)
-def fit():
-    m = fastnn.Sequential([Dense(6, "relu"), Dense(6, "relu"), Dense(1, "sigmoid")],
-                          backend="numba")
-    m.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
-    t = time.perf_counter()
-    m.fit(X, y, batch_size=32, epochs=1, verbose=0, seed=0)
-    return time.perf_counter() - t
-first = fit()
-second = fit()
-print(json.dumps({"import_s": t_import, "first_fit_s": first, "warm_fit_s": second,
-                  "compile": nbm.compile_stats()}))
-"""
-
-
-def compile_cost() -> dict:
-    """First-ever compile (empty cache) and cached load, each in a fresh process."""
-    with tempfile.TemporaryDirectory() as cache:
-        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
-        runs = []
-        for _ in range(2):
-            r = subprocess.run(
-                [sys.executable, "-c", _COMPILE_PROBE],
-                env=env,
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            runs.append(json.loads(r.stdout.strip().splitlines()[-1]))
-            runs[-1]["announced"] = "compiling Numba kernels" in r.stderr
-    cold, warm = runs
+def compile_cost(rows: int = 8000) -> dict:
+    """First-ever compile (empty cache) and cached load, each in a fresh process
+    (``fastnn bench``'s cold-start probe on the numba backend)."""
+    cold, warm = cold_start_pair("numba", rows)
+    for probe in (cold, warm):
+        if "error" in probe:
+            raise RuntimeError(f"cold-start probe failed: {probe['error']}")
     out = {
         "first_compile_s": cold["compile"]["seconds"],
         "first_fit_1_epoch_cold_s": cold["first_fit_s"],
-        "cached_load_s": warm["first_fit_s"] - warm["warm_fit_s"],
+        "cached_load_s": warm["first_fit_s"] - warm["second_fit_s"],
         "first_fit_1_epoch_cached_s": warm["first_fit_s"],
-        "import_fastnn_and_numba_s": warm["import_s"],
+        "import_fastnn_and_numba_s": warm["import_s"] + warm["backend_s"],
         "announced_cold": cold["announced"],
         "announced_cached": warm["announced"],
         "compilations_cached_run": warm["compile"]["count"],
@@ -242,23 +176,10 @@ def blas_bound(reps: int, steps: int = 20) -> dict:
     def epoch(m):
         m.fit(X, y, batch_size=B, epochs=1, verbose=0, shuffle=False, seed=0)
 
-    gemms()
-    for m in models.values():
-        epoch(m)
-    best = None
-    for _ in range(3):  # see _median_time: re-measure when a neighbour stalled BLAS
-        times = {"gemm": [], "numba": [], "numpy": []}
-        for _ in range(reps):  # interleaved, so a noisy neighbour hits all three alike
-            for key in times:
-                t = time.perf_counter()
-                gemms() if key == "gemm" else epoch(models[key])
-                times[key].append((time.perf_counter() - t) / steps * 1e3)
-        spread = max(max(v) / min(v) for v in times.values())
-        if best is None or spread < best[0]:
-            best = (spread, times)
-        if spread <= 1.5:
-            break
-    times = best[1]
+    fns = {"gemm": gemms}
+    fns.update({be: (lambda m=m: epoch(m)) for be, m in models.items()})
+    # interleaved, re-measured when a noisy neighbour stalled BLAS
+    times = {k: [t / steps * 1e3 for t in v] for k, v in interleaved_times(fns, reps).items()}
     med = {k: float(np.median(v)) for k, v in times.items()}
     out = {
         "gemm_ms_per_step": med["gemm"],
@@ -279,9 +200,7 @@ def blas_bound(reps: int, steps: int = 20) -> dict:
 
 
 # ---------------------------------------------------------------------------- report
-def write_report(res: dict) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "numba_crossover.json").write_text(json.dumps(res, indent=2))
+def _crossover_lines(res: dict) -> list[str]:
     lines = [
         "# Numba backend: crossover, churn, compilation, BLAS-bound step",
         "",
@@ -296,8 +215,7 @@ def write_report(res: dict) -> None:
         "| batch | width | MACs/row | loops us/step | BLAS us/step | faster | chosen |",
         "|---:|---:|---:|---:|---:|---|---|",
     ]
-    from fastnn.backends.numba_backend import handloop_limit
-
+    handloop_limit = handloop_rule()["limit"]
     for r in res["crossover"]:  # "chosen" by the rule as it is now
         r["chosen"] = "loops" if r["macs_per_row"] <= handloop_limit(r["batch"]) else "blas"
         lines.append(
@@ -305,8 +223,7 @@ def write_report(res: dict) -> None:
             f"{r['loops_us_per_step']:.1f} | {r['blas_us_per_step']:.1f} | {r['faster']} | "
             f"{r['chosen']} |"
         )
-    c, k, b = res["churn"], res["compile"], res["blas_bound"]
-    lines += [
+    return lines + [
         "",
         f"Rule (`handloop_limit` in `fastnn/backends/numba_backend.py`): hand loops when "
         f"the Dense layers' `sum(d_in * d_out)` (multiply-adds per row) is at most "
@@ -318,6 +235,11 @@ def write_report(res: dict) -> None:
         "overhead over more rows and takes over earlier. The churn network (108 "
         "multiply-adds per row) is far on the loops side at any batch size.",
         "",
+    ]
+
+
+def _churn_lines(c: dict) -> list[str]:
+    lines = [
         "## Churn recipe, `fit(..., verbose=0)`, 100 epochs (25,000 steps)",
         "",
         "| backend | fit s (median) | us/step | test accuracy | path |",
@@ -328,10 +250,11 @@ def write_report(res: dict) -> None:
             f"| {be} | {c[be]['fit_seconds_median']:.3f} | {c[be]['us_per_step']:.2f} | "
             f"{c[be]['accuracy']:.4f} | {c[be]['path']} |"
         )
-    lines += [
-        "",
-        f"numba is {c['speedup_numba_over_numpy']:.1f}x the numpy backend.",
-        "",
+    return lines + ["", f"numba is {c['speedup_numba_over_numpy']:.1f}x the numpy backend.", ""]
+
+
+def _compile_lines(k: dict) -> list[str]:
+    return [
         "## Compilation (churn network, float32)",
         "",
         f"- first-ever compile (empty `NUMBA_CACHE_DIR`): {k['first_compile_s']:.2f} s "
@@ -342,6 +265,11 @@ def write_report(res: dict) -> None:
         f"{k['compilations_cached_run']}; announced: {k['announced_cached']})",
         f"- `import fastnn` + Numba backend module: {k['import_fastnn_and_numba_s']:.2f} s",
         "",
+    ]
+
+
+def _blas_lines(b: dict) -> list[str]:
+    return [
         "## BLAS-bound step (784-1024-1024-10, relu, softmax CE, SGD momentum, batch 256)",
         "",
         "| | ms/step (median) | ratio to GEMMs |",
@@ -353,30 +281,43 @@ def write_report(res: dict) -> None:
         f"{b['numpy_ratio']:.3f} |",
         "",
     ]
-    (RESULTS / "numba_crossover.md").write_text("\n".join(lines))
+
+
+def _plot(res: dict, path: Path) -> None:
     try:
         import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for i, B in enumerate(sorted({r["batch"] for r in res["crossover"]})):
-            rs = [r for r in res["crossover"] if r["batch"] == B]
-            x = [r["macs_per_row"] for r in rs]
-            c = f"C{i}"
-            ax.plot(x, [r["loops_us_per_step"] / B for r in rs], "o-", c=c, label=f"loops, B={B}")
-            ax.plot(x, [r["blas_us_per_step"] / B for r in rs], "s--", c=c, label=f"BLAS, B={B}")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("multiply-adds per row (sum of d_in*d_out)")
-        ax.set_ylabel("us per row per step")
-        ax.set_title("fused numba epoch: hand loops vs BLAS")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(RESULTS / "numba_crossover.png", dpi=120)
     except ImportError:
-        pass
+        return
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, B in enumerate(sorted({r["batch"] for r in res["crossover"]})):
+        rs = [r for r in res["crossover"] if r["batch"] == B]
+        x = [r["macs_per_row"] for r in rs]
+        c = f"C{i}"
+        ax.plot(x, [r["loops_us_per_step"] / B for r in rs], "o-", c=c, label=f"loops, B={B}")
+        ax.plot(x, [r["blas_us_per_step"] / B for r in rs], "s--", c=c, label=f"BLAS, B={B}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("multiply-adds per row (sum of d_in*d_out)")
+    ax.set_ylabel("us per row per step")
+    ax.set_title("fused numba epoch: hand loops vs BLAS")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(res: dict, out: Path = RESULTS) -> None:
+    """``numba_crossover.{json,md,png}`` in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "numba_crossover.json").write_text(json.dumps(res, indent=2))
+    lines = _crossover_lines(res)
+    lines += _churn_lines(res["churn"]) + _compile_lines(res["compile"])
+    lines += _blas_lines(res["blas_bound"])
+    (out / "numba_crossover.md").write_text("\n".join(lines))
+    _plot(res, out / "numba_crossover.png")
 
 
 SECTIONS = ("compile", "crossover", "churn", "blas")
@@ -392,11 +333,11 @@ def main(argv=None) -> None:
         default=list(SECTIONS),
         help="measure only these sections; the others are kept from the last results file",
     )
+    ap.add_argument("--out", type=Path, default=RESULTS, help=f"results folder ({RESULTS})")
     args = ap.parse_args(argv)
-    from fastnn.backends import numba_backend as nbm
-
+    rule = handloop_rule()
     reps = 3 if args.quick else 5
-    path = RESULTS / "numba_crossover.json"
+    path = args.out / "numba_crossover.json"
     res = json.loads(path.read_text()) if path.exists() and set(args.only) != set(SECTIONS) else {}
     res.update(
         {
@@ -404,8 +345,8 @@ def main(argv=None) -> None:
             f"numba {__import__('numba').__version__}",
             "load_start": os.getloadavg()[0],
             "reps": reps,
-            "threshold_macs_per_row": nbm.HANDLOOP_MAX_MACS_PER_ROW,
-            "threshold_batch_knee": nbm.HANDLOOP_BATCH_KNEE,
+            "threshold_macs_per_row": rule["max_macs_per_row"],
+            "threshold_batch_knee": rule["batch_knee"],
         }
     )
     batches = [32, 256] if args.quick else [8, 32, 128, 512]
@@ -420,7 +361,7 @@ def main(argv=None) -> None:
         res["blas_bound"] = blas_bound(reps)
     res["load_end"] = os.getloadavg()[0]
     if all(k in res for k in ("compile", "crossover", "churn", "blas_bound")):
-        write_report(res)
+        write_report(res, args.out)
     else:
         print(json.dumps(res, indent=2, default=str))
 

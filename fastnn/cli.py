@@ -16,7 +16,6 @@ import warnings
 
 import click
 
-from .bench import bench_command
 from .errors import ConfigError, FastnnError
 
 #: the tutorial network: two hidden layers of 6 units
@@ -90,9 +89,6 @@ def main():
     fastnn predict run1/model.safetensors new.csv --out preds.csv
     fastnn info                        which backends work on this machine
     """
-
-
-main.add_command(bench_command)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -546,6 +542,68 @@ def info():
     click.echo(f"  numpy  {np.__version__}")
     for module in ("numba", "cupy"):
         click.echo(f"  {module:<6} {_dist_version(module)}")
+
+
+#: The peers ``fastnn bench`` knows (``fastnn.bench.PEERS``; named here so that
+#: ``fastnn --help`` need not import the benchmark package).
+BENCH_PEERS = ("torch-idiomatic", "torch-tuned", "sklearn", "keras", "keras-torch", "jax")
+
+
+@main.command("bench")
+@click.option("--quick", is_flag=True, help="About a minute: fewer epochs, repeats and sizes.")
+@click.option(
+    "--backends",
+    default="all",
+    show_default=True,
+    help="Comma-separated fastnn backends, or 'all' for every one that works here.",
+)
+@click.option(
+    "--peers/--no-peers",
+    default=True,
+    show_default=True,
+    help="Also run the installed peers (PyTorch, scikit-learn, Keras 3, JAX).",
+)
+@click.option(
+    "--only-peers",
+    default=None,
+    metavar="NAMES",
+    help=f"Comma-separated subset of peers to run ({', '.join(BENCH_PEERS)}).",
+)
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Epochs of the churn recipe (100; quick 10).",
+)
+@click.option(
+    "--repeats",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Timed runs per contender (5, and 7 for mid/big; quick 1).",
+)
+@click.option(
+    "--sizes",
+    default=None,
+    help="Comma-separated subset of tiny,mid,big for the training comparison.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default="bench-results",
+    show_default=True,
+    help="Folder for results.json, results.md and scaling.png.",
+)
+@click.option("--smoke", is_flag=True, hidden=True, help="Seconds-long toy run (CI).")
+def bench_command(**options):
+    """Compare fastnn's backends with each other and with PyTorch, scikit-learn, Keras 3
+    and JAX (each when installed): training time and test accuracy of the churn network
+    and two larger ones, op timings, scaling with width and batch size, and which backend
+    is fastest where. Writes results.json, results.md and scaling.png to --out.
+    """
+    from .bench.command import main as run_bench
+
+    run_bench(**options)
 
 
 if __name__ == "__main__":  # pragma: no cover

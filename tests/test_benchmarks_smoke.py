@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -16,15 +17,16 @@ import pytest
 from click.testing import CliRunner
 
 import fastnn
-from fastnn.bench import PEERS, TOY_SIZES, Task, bench_command, churn_dataset, synthetic_dataset
+from fastnn.bench import PEERS, TOY_SIZES, Task, churn_dataset, synthetic_dataset
+from fastnn.cli import BENCH_PEERS, bench_command
 
 ROOT = Path(__file__).resolve().parents[1]
-HEAVY = ("torch", "jax", "keras", "sklearn", "matplotlib")
+HEAVY = ("torch", "jax", "keras", "sklearn", "matplotlib", "threadpoolctl")
 
 
-def test_bench_command_is_registered_lazily():
-    """`fastnn.bench` is a click command named "bench" that imports no peer or plotting
-    library at module level (so `fastnn --help` stays fast)."""
+def test_bench_package_imports_no_peer_at_module_level():
+    """`fastnn bench` is a click command named "bench"; the `fastnn.bench` package it
+    runs imports no peer, plotting or threadpoolctl library at module level."""
     assert isinstance(bench_command, click.Command)
     assert bench_command.name == "bench"
     code = (
@@ -33,6 +35,11 @@ def test_bench_command_is_registered_lazily():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_cli_names_every_peer():
+    """The CLI lists the peers in `--only-peers --help` without importing the package."""
+    assert BENCH_PEERS == tuple(PEERS)
 
 
 @pytest.mark.skipif(
@@ -83,6 +90,7 @@ def test_fastnn_bench_smoke_writes_all_three_files(tmp_path):
         "ops",
         "scaling",
         "crossover",
+        "blas_env",
         "wall_s",
     ):
         assert key in res, key
@@ -102,8 +110,10 @@ def test_fastnn_bench_smoke_writes_all_three_files(tmp_path):
     assert not [r for r in res["ops"] if "error" in r]
     assert res["scaling"]["width"] and res["scaling"]["batch"]
     assert res["crossover"]["auto_order"]
+    assert res["blas_env"]["as_is"]["kernels"]
     md = (out / "results.md").read_text()
     assert "Machine:" in md and "| contender |" in md and "Crossover" in md
+    assert "## BLAS environment" in md
     assert (out / "scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -136,3 +146,75 @@ def test_peer_trains_at_toy_size(peer):
         assert res.seconds >= 0
         assert 0.0 <= res.accuracy <= 1.0
         assert 1 <= res.epochs_run <= task.epochs
+
+
+def _forced_coretype() -> str | None:
+    """An OpenBLAS core type every CPU of this architecture runs (None: unknown arch)."""
+    return {"x86_64": "Nehalem", "amd64": "Nehalem", "aarch64": "ARMV8", "arm64": "ARMV8"}.get(
+        platform.machine().lower()
+    )
+
+
+def test_bench_reports_blas_cases_with_openblas_variables_unset(tmp_path):
+    """With OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE set, `fastnn bench` runs the BLAS-bound
+    cases again in a worker started without them, and records both runs and the kernel
+    each one loaded (threadpoolctl) in results.json and results.md."""
+    coretype = _forced_coretype()
+    if coretype is None:
+        pytest.skip(f"no known OpenBLAS core type for {platform.machine()}")
+    env = dict(os.environ, OPENBLAS_CORETYPE=coretype, OPENBLAS_L2_SIZE="262144")
+    env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    cmd = [sys.executable, "-c", "import sys; from fastnn.cli import main; sys.exit(main())"]
+    cmd += ["bench", "--smoke", "--no-peers", "--backends", "numpy", "--sizes", "tiny,big"]
+    proc = subprocess.run(
+        [*cmd, "--out", str(tmp_path)], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads((tmp_path / "results.json").read_text())
+    blas = res["blas_env"]
+    assert blas["unset_run"] is True
+    assert blas["as_is"]["env"] == {"OPENBLAS_CORETYPE": coretype, "OPENBLAS_L2_SIZE": "262144"}
+    assert blas["unset"]["env"] == {}  # the worker really ran without them
+    (pair,) = [p for p in blas["cases"] if p["where"] == "fit"]
+    assert (pair["case"], pair["backend"]) == ("big", "fastnn-numpy")
+    assert pair["as_is_s"] > 0 and pair["unset_s"] > 0 and pair["as_is_over_unset"] > 0
+    cases = {(r["case"], r["contender"]) for r in res["fit"] if "median_s" in r}
+    assert ("big", "fastnn-numpy-blas-unset") in cases
+    assert ("tiny", "fastnn-numpy-blas-unset") not in cases  # not BLAS-bound
+    md = (tmp_path / "results.md").read_text()
+    assert "## BLAS environment" in md and f"OPENBLAS_CORETYPE={coretype}" in md
+    if importlib.util.find_spec("threadpoolctl") is None:
+        assert blas["as_is"]["kernels"] == "threadpoolctl not installed"
+        return
+    as_is = [k for k in blas["as_is"]["kernels"] if k["internal_api"] == "openblas"]
+    unset = [k for k in blas["unset"]["kernels"] if k["internal_api"] == "openblas"]
+    if not as_is:
+        pytest.skip("NumPy here does not use OpenBLAS")
+    assert {k["architecture"].lower() for k in as_is} == {coretype.lower()}
+    assert unset and all(k["architecture"] and k["num_threads"] for k in unset)
+    assert all(k["version"] for k in as_is + unset)
+
+
+def test_cold_start_probe_times_a_fresh_process(tmp_path):
+    """The probe `fastnn bench` and numba_crossover.py share: a fresh process imports
+    fastnn, loads the backend and fits one epoch twice; the result names the path."""
+    from fastnn.bench.report import render_markdown
+    from fastnn.bench.timing import cold_start_probe
+
+    row = cold_start_probe("numpy", str(tmp_path), rows=256)
+    assert "error" not in row, row
+    for key in ("import_s", "backend_s", "first_fit_s", "second_fit_s", "compile_s"):
+        assert row[key] >= 0, key
+    assert row["process_s"] >= row["import_s"] + row["first_fit_s"]
+    assert row["training_path"] and row["compile"] is None and row["announced"] is False
+    res = {
+        "settings": {"sizes": [], "repeats": 1},
+        "fit": [],
+        "peers": {"skipped": {}},
+        "mode": "smoke",
+    }
+    res.update(machine={"cpu": "x", "logical_cpus": 1, "os": "y", "python": "3"}, versions={})
+    res.update(
+        created="now", wall_s=1.0, cold_start=[{"backend": "numpy", "cache": "cold cache", **row}]
+    )
+    assert "| numpy | cold cache |" in render_markdown(res)
