@@ -34,7 +34,7 @@ FORMAT_VERSION = 1
 #: a metadata header larger than this is refused before it is read
 MAX_HEADER_BYTES = 16 * 1024 * 1024
 _TMP_PREFIX = ".fastnn-tmp-"
-#: without fcntl (Windows), a temp file untouched this long counts as abandoned
+#: where files cannot be locked, a temp file untouched this long counts as abandoned
 _STALE_SECONDS = 3600.0
 _OPEN_FLAGS = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
 
@@ -49,12 +49,18 @@ def _tmp_pattern(path: str) -> str:
     return os.path.join(d, f"{_TMP_PREFIX}{glob.escape(base)}.*")
 
 
-def _try_lock(fd) -> bool:
-    """Take an exclusive lock on ``fd`` without waiting; False when someone holds it."""
+def _lock(fd) -> bool | None:
+    """Lock ``fd`` exclusively without waiting: True when locked, False when another
+    writer holds the lock, None when there are no locks here (no ``fcntl``, or a
+    filesystem that refuses them)."""
+    if fcntl is None:
+        return None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except BlockingIOError:
         return False
+    except OSError:
+        return None
     return True
 
 
@@ -71,23 +77,22 @@ def _still_named(fd, name: str) -> bool:
 def _remove_stale_temps(path: str) -> None:
     """Remove the temp files of earlier saves to ``path`` whose writer is gone.
 
-    A live writer holds the lock on its temp file, so it is skipped. Without ``fcntl``
-    (Windows) only temp files untouched for :data:`_STALE_SECONDS` are removed.
+    A live writer holds the lock on its temp file, so it is skipped. Where there are no
+    locks (Windows, some network filesystems) only temp files untouched for
+    :data:`_STALE_SECONDS` are removed.
     """
     for stale in glob.glob(_tmp_pattern(path)):
-        if fcntl is None:
-            try:
-                if time.time() - os.stat(stale).st_mtime > _STALE_SECONDS:
-                    os.remove(stale)
-            except OSError:
-                pass
-            continue
         try:
             fd = os.open(stale, os.O_RDONLY | _OPEN_FLAGS)
         except OSError:  # renamed or removed meanwhile
             continue
         try:
-            if _try_lock(fd) and _still_named(fd, stale):
+            locked = _lock(fd)
+            if locked is None:
+                gone = time.time() - os.fstat(fd).st_mtime > _STALE_SECONDS
+            else:
+                gone = locked and _still_named(fd, stale)
+            if gone:
                 os.remove(stale)
         except OSError:
             pass
@@ -105,7 +110,8 @@ def _open_temp(d: str, base: str) -> tuple[int, str]:
     while True:
         tmp = os.path.join(d, f"{_TMP_PREFIX}{base}.{secrets.token_hex(8)}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _OPEN_FLAGS, 0o666)
-        if fcntl is None or (_try_lock(fd) and _still_named(fd, tmp)):
+        locked = _lock(fd)
+        if locked is None or (locked and _still_named(fd, tmp)):
             return fd, tmp
         os.close(fd)
         try:

@@ -139,3 +139,19 @@ def test_overwrite_keeps_the_files_mode(tmp_path):
     os.chmod(path, 0o640)
     fastnn.save(_model(2), path)
     assert os.stat(path).st_mode & 0o777 == 0o640
+
+
+def test_without_locks_only_old_temp_files_are_removed(tmp_path, monkeypatch):
+    """Where files cannot be locked (Windows, some network filesystems), a temp file
+    counts as abandoned only once it is old."""
+    monkeypatch.setattr(fio, "fcntl", None)
+    path = tmp_path / "m.safetensors"
+    young = tmp_path / f"{fio._TMP_PREFIX}{path.name}.0000000000000001"
+    old = tmp_path / f"{fio._TMP_PREFIX}{path.name}.0000000000000002"
+    young.write_bytes(b"maybe a live writer")
+    old.write_bytes(b"abandoned")
+    t = os.stat(old).st_mtime - 2 * fio._STALE_SECONDS
+    os.utime(old, (t, t))
+    fastnn.save(_model(1), path)
+    assert _leftovers(tmp_path, path.name) == [young.name]
+    assert fastnn.load(path).n_params == _model(1).n_params
