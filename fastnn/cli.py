@@ -19,6 +19,7 @@ import click
 from . import runguard
 from .bench import bench_command
 from .errors import ConfigError, FastnnError
+from .io import atomic_write_bytes
 
 #: the tutorial network: two hidden layers of 6 units
 DEFAULT_HIDDEN = "6,6"
@@ -145,8 +146,6 @@ def _json_safe(x):
 
 
 def _write_json(path, data) -> None:
-    from .io import atomic_write_bytes
-
     atomic_write_bytes(path, (json.dumps(_json_safe(data), indent=2) + "\n").encode("utf-8"))
 
 
@@ -156,8 +155,6 @@ def _plot_history(history: dict, path) -> None:
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-
-    from .io import atomic_write_bytes
 
     fig = Figure(figsize=(10, 4), dpi=100)
     FigureCanvasAgg(fig)
@@ -503,8 +500,6 @@ def predict(model_path, csv, out_path):
         folder = os.path.dirname(os.path.abspath(out_path))
         if not os.path.isdir(folder):
             raise ConfigError(f"cannot write {out_path!r}: folder {folder!r} does not exist")
-        from .io import atomic_write_bytes
-
         atomic_write_bytes(out_path, text.encode("utf-8"))  # a failed write leaves nothing
         click.echo(
             f"wrote {len(out):,} rows to {out_path} (columns {prob_col}, {pred_col}; "
