@@ -101,7 +101,7 @@ def test_second_ctrl_c_quits_at_once_and_leaves_no_files(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     (out / "notes.txt").write_text("mine")  # a user's file in the folder: kept
-    proc = _Proc([*LONG_TRAIN, "--hidden", "256,256", "--out", out])
+    proc = _Proc([*LONG_TRAIN, "--hidden", "64,64", "--out", out])
     _epochs_done(proc, 1)
     proc.p.send_signal(signal.SIGINT)
     proc.wait_for("fastnn: interrupted: stopping")  # the first one was handled
