@@ -16,10 +16,10 @@ import warnings
 
 import click
 
-from . import runguard
 from .bench import bench_command
 from .errors import ConfigError, FastnnError
 from .io import atomic_write_bytes
+from .runguard import StopOnInterrupt, active_interrupt, guard_command
 
 #: the tutorial network: two hidden layers of 6 units
 DEFAULT_HIDDEN = "6,6"
@@ -251,7 +251,7 @@ def _fmt(x, digits=4) -> str:
     help="Write model.safetensors, metrics.json, history.json, history.png here.",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar; print only the results.")
-@runguard.guard_command("out_dir")
+@guard_command("out_dir")
 def train(
     csv,
     target,
@@ -359,7 +359,7 @@ def train(
         epochs=epochs,
         seed=seed,
         verbose=0 if quiet else 1,
-        callbacks=[runguard.StopOnInterrupt()],  # Ctrl-C: stop at the epoch's end, save
+        callbacks=[StopOnInterrupt()],  # Ctrl-C: stop at the epoch's end, save
     )
     seconds = time.perf_counter() - t0
     compiled = _compile_seconds(be) - compiled
@@ -423,7 +423,7 @@ def train(
         _write_json(os.path.join(out_dir, "history.json"), history.history)
         _plot_history(history.history, os.path.join(out_dir, "history.png"))
         say(f"wrote {out_dir}/: model.safetensors, metrics.json, history.json, history.png")
-    if runguard.active_interrupt().requested:
+    if active_interrupt().requested:
         return 130
 
 
