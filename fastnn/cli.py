@@ -17,6 +17,8 @@ import warnings
 import click
 
 from .errors import ConfigError, FastnnError
+from .io import atomic_write_bytes
+from .runguard import StopOnInterrupt, active_interrupt, guard_command
 
 #: the tutorial network: two hidden layers of 6 units
 DEFAULT_HIDDEN = "6,6"
@@ -140,13 +142,13 @@ def _json_safe(x):
 
 
 def _write_json(path, data) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(_json_safe(data), f, indent=2)
-        f.write("\n")
+    atomic_write_bytes(path, (json.dumps(_json_safe(data), indent=2) + "\n").encode("utf-8"))
 
 
 def _plot_history(history: dict, path) -> None:
     """Loss and accuracy curves per epoch (matplotlib, Agg canvas, no pyplot state)."""
+    from io import BytesIO
+
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -166,7 +168,9 @@ def _plot_history(history: dict, path) -> None:
         ax.grid(True, alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
+    png = BytesIO()
+    fig.savefig(png, format="png")
+    atomic_write_bytes(path, png.getvalue())
 
 
 def _fmt_matrix(C, labels) -> str:
@@ -243,6 +247,7 @@ def _fmt(x, digits=4) -> str:
     help="Write model.safetensors, metrics.json, history.json, history.png here.",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar; print only the results.")
+@guard_command("out_dir")
 def train(
     csv,
     target,
@@ -280,15 +285,6 @@ def train(
     say = (lambda *a, **k: None) if quiet else click.echo
     backend_name = resolve_backend(backend)  # fail fast on a bad --backend
     fastnn.backends.check_activation(activation)
-    if out_dir is not None:  # before training, so a bad --out fails at once
-        if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-            raise ConfigError(f"--out {out_dir!r} exists and is not a folder")
-        try:
-            os.makedirs(out_dir, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot create the --out folder {out_dir!r}: {exc.strerror or exc}"
-            ) from None
 
     if csv is None:
         df = data.load_churn()
@@ -353,7 +349,13 @@ def train(
     compiled = _compile_seconds(be)
     t0 = time.perf_counter()
     history = model.fit(
-        X_tr, y_tr, batch_size=batch_size, epochs=epochs, seed=seed, verbose=0 if quiet else 1
+        X_tr,
+        y_tr,
+        batch_size=batch_size,
+        epochs=epochs,
+        seed=seed,
+        verbose=0 if quiet else 1,
+        callbacks=[StopOnInterrupt()],  # Ctrl-C: stop at the epoch's end, save
     )
     seconds = time.perf_counter() - t0
     compiled = _compile_seconds(be) - compiled
@@ -399,6 +401,7 @@ def train(
             "training_path": model.training_path,
             "train_seconds": seconds,
             "epochs": ran,
+            "stopped": history.stop_reason,
             "settings": {
                 "csv": csv,
                 "hidden": hidden,
@@ -416,6 +419,8 @@ def train(
         _write_json(os.path.join(out_dir, "history.json"), history.history)
         _plot_history(history.history, os.path.join(out_dir, "history.png"))
         say(f"wrote {out_dir}/: model.safetensors, metrics.json, history.json, history.png")
+    if active_interrupt().requested:
+        return 130
 
 
 # --------------------------------------------------------------------------- predict
@@ -491,8 +496,7 @@ def predict(model_path, csv, out_path):
         folder = os.path.dirname(os.path.abspath(out_path))
         if not os.path.isdir(folder):
             raise ConfigError(f"cannot write {out_path!r}: folder {folder!r} does not exist")
-        with open(out_path, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
+        atomic_write_bytes(out_path, text.encode("utf-8"))  # a failed write leaves nothing
         click.echo(
             f"wrote {len(out):,} rows to {out_path} (columns {prob_col}, {pred_col}; "
             f"positive class {prep.positive_class!r})",

@@ -7,8 +7,13 @@ CLI, ``preprocessing`` (JSON). Loading parses JSON and raw little-endian numbers
 nothing is unpickled, imported or evaluated.
 
 Writes are atomic: the bytes go to a temp file in the same folder, are fsync'ed, and are
-renamed over the target, so a crash mid-save leaves the previous file intact. Temp files
-left by an interrupted save are removed by the next save to the same path.
+renamed over the target, so a crash mid-save leaves the previous file intact. Several
+processes or threads may save to one path at once: every save succeeds and the file
+always holds one complete model (the last rename wins). Each writer holds an
+``fcntl.flock`` lock on its temp file until the rename, and a save removes only the temp
+files of writers that are gone (their lock was released when they died), never a live
+writer's. The file gets the permissions a plain ``open()`` would give: those of the file
+it replaces, or ``0o666`` less the umask for a new one.
 """
 
 from __future__ import annotations
@@ -16,8 +21,9 @@ from __future__ import annotations
 import glob
 import json
 import os
+import secrets
 import struct
-import tempfile
+import time
 
 import numpy as np
 
@@ -28,6 +34,14 @@ FORMAT_VERSION = 1
 #: a metadata header larger than this is refused before it is read
 MAX_HEADER_BYTES = 16 * 1024 * 1024
 _TMP_PREFIX = ".fastnn-tmp-"
+#: where files cannot be locked, a temp file untouched this long counts as abandoned
+_STALE_SECONDS = 3600.0
+_OPEN_FLAGS = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
 
 
 def _tmp_pattern(path: str) -> str:
@@ -35,30 +49,78 @@ def _tmp_pattern(path: str) -> str:
     return os.path.join(d, f"{_TMP_PREFIX}{glob.escape(base)}.*")
 
 
-def atomic_write_bytes(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file, fsync, rename, fsync dir)."""
-    path = os.fspath(path)
-    d, base = os.path.split(os.path.abspath(path))
-    if not os.path.isdir(d):
-        raise ModelFileError(f"cannot save to {path!r}: folder {d!r} does not exist")
-    for stale in glob.glob(_tmp_pattern(path)):  # leftovers of an interrupted save
+def _lock(fd) -> bool | None:
+    """Lock ``fd`` exclusively without waiting: True when locked, False when another
+    writer holds the lock, None when there are no locks here (no ``fcntl``, or a
+    filesystem that refuses them)."""
+    if fcntl is None:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return None
+    return True
+
+
+def _still_named(fd, name: str) -> bool:
+    """True when ``name`` is still the file open as ``fd`` (not removed or replaced)."""
+    try:
+        st = os.stat(name, follow_symlinks=False)
+    except OSError:
+        return False
+    own = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino)
+
+
+def _remove_stale_temps(path: str) -> None:
+    """Remove the temp files of earlier saves to ``path`` whose writer is gone.
+
+    A live writer holds the lock on its temp file, so it is skipped. Where there are no
+    locks (Windows, some network filesystems) only temp files untouched for
+    :data:`_STALE_SECONDS` are removed.
+    """
+    for stale in glob.glob(_tmp_pattern(path)):
         try:
-            os.remove(stale)
+            fd = os.open(stale, os.O_RDONLY | _OPEN_FLAGS)
+        except OSError:  # renamed or removed meanwhile
+            continue
+        try:
+            locked = _lock(fd)
+            if locked is None:
+                gone = time.time() - os.fstat(fd).st_mtime > _STALE_SECONDS
+            else:
+                gone = locked and _still_named(fd, stale)
+            if gone:
+                os.remove(stale)
         except OSError:
             pass
-    fd, tmp = tempfile.mkstemp(prefix=f"{_TMP_PREFIX}{base}.", dir=d)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+        finally:
+            os.close(fd)
+
+
+def _open_temp(d: str, base: str) -> tuple[int, str]:
+    """Create and lock a fresh temp file for a save to ``d/base``; returns ``(fd, name)``.
+
+    Created with mode ``0o666`` so the umask applies, as for a plain ``open()``. A
+    cleaner may lock and remove a new temp file in the instant before its writer locks
+    it; the writer sees that (the name is gone) and starts over with a new file.
+    """
+    while True:
+        tmp = os.path.join(d, f"{_TMP_PREFIX}{base}.{secrets.token_hex(8)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _OPEN_FLAGS, 0o666)
+        locked = _lock(fd)
+        if locked is None or (locked and _still_named(fd, tmp)):
+            return fd, tmp
+        os.close(fd)
         try:
             os.remove(tmp)
         except OSError:
             pass
-        raise
+
+
+def _fsync_dir(d: str) -> None:
     try:
         dfd = os.open(d, os.O_RDONLY)
         try:
@@ -67,6 +129,43 @@ def atomic_write_bytes(path, data: bytes) -> None:
             os.close(dfd)
     except OSError:  # some filesystems refuse fsync on folders; the rename is still atomic
         pass
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file, fsync, rename, fsync dir).
+
+    Safe to call from several processes or threads for one path at once; see the module
+    docstring for the locking and the permissions the file gets.
+    """
+    path = os.fspath(path)
+    d, base = os.path.split(os.path.abspath(path))
+    if not os.path.isdir(d):
+        raise ModelFileError(f"cannot save to {path!r}: folder {d!r} does not exist")
+    _remove_stale_temps(path)
+    fd, tmp = _open_temp(d, base)
+    try:
+        try:
+            os.chmod(tmp, os.stat(path).st_mode & 0o777)  # open() keeps an existing mode
+        except FileNotFoundError:
+            pass
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+        if fcntl is None:  # Windows cannot rename an open file (and there is no lock)
+            os.close(fd)
+            fd = -1
+        os.replace(tmp, path)  # still locked: no cleaner can remove it first
+    except BaseException:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    _fsync_dir(d)
 
 
 def save(model, path, preprocessing: dict | None = None) -> None:

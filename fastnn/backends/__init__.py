@@ -13,6 +13,7 @@ import contextvars
 import importlib
 import importlib.util
 import os
+import threading
 import warnings
 
 from .._compat import cupy_status, numba_status
@@ -59,6 +60,7 @@ def _notice_unusable_gpu() -> None:
 
 
 _instances: dict[str, Backend] = {}
+_instances_lock = threading.Lock()  # two threads asking first get one shared instance
 _default: str | None = None
 _current: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "fastnn_backend", default=None
@@ -135,10 +137,11 @@ def get_backend(name: str | Backend | None = None, fallback: bool = False) -> Ba
             raise
         resolved = resolve_backend("auto")
         warnings.warn(f"{exc}; falling back to {resolved!r}", RuntimeWarning, stacklevel=2)
-    if resolved not in _instances:
-        module, cls, _ = _REGISTRY[resolved]
-        _instances[resolved] = getattr(importlib.import_module(module), cls)()
-    return _instances[resolved]
+    with _instances_lock:
+        if resolved not in _instances:
+            module, cls, _ = _REGISTRY[resolved]
+            _instances[resolved] = getattr(importlib.import_module(module), cls)()
+        return _instances[resolved]
 
 
 def set_backend(name: str | None) -> Backend:

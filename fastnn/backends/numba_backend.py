@@ -109,8 +109,13 @@ def _install_compile_listener() -> None:
     """Watch Numba's ``numba:compile`` events (fired only for real compilations, not
     cache loads) so the first one in the process can say so, once."""
     global _listener_installed
-    if _listener_installed:
-        return
+    with _compile_lock:
+        if not _listener_installed:
+            _register_compile_listener()
+            _listener_installed = True
+
+
+def _register_compile_listener() -> None:
     from numba.core import event
 
     class _Listener(event.Listener):
@@ -144,7 +149,6 @@ def _install_compile_listener() -> None:
                     _compile["seconds"] += time.perf_counter() - _compile["t0"]
 
     event.register("numba:compile", _Listener())
-    _listener_installed = True
 
 
 # ------------------------------------------------------------------ helpers

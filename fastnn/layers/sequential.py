@@ -29,6 +29,7 @@ from .._random import make_rng
 from ..backends import get_backend
 from ..callbacks import Callback, NaNGuard
 from ..errors import ConfigError, DataError, NotBuiltError, ShapeError, UnknownNameError
+from ..runguard import LastEpoch
 from .activations import Activation
 from .base import Layer
 from .dense import Dense
@@ -431,6 +432,16 @@ class Sequential:
         Per-epoch training metrics are running means over the batches of that epoch (the
         weights change while they are measured, as in Keras); validation metrics come from
         one pass over the validation data after the epoch.
+
+        Interrupted (``KeyboardInterrupt``, e.g. Ctrl-C): the model keeps the weights and
+        optimizer state from the end of the last completed epoch (finite, never a mix
+        of two steps), ``model.history`` holds the epochs completed and its
+        ``stop_reason`` says so, and the exception propagates. To stop at an epoch's end
+        instead, pass :class:`fastnn.runguard.StopOnInterrupt` inside a
+        :class:`fastnn.runguard.GracefulInterrupt` block (as ``fastnn train`` does).
+
+        Threads: different models may train in different threads at once; one model
+        must not be used (fit, predict, save) from two threads at the same time.
         """
         self._require_compiled()
         epochs = _positive_int("epochs", epochs)
@@ -503,6 +514,9 @@ class Sequential:
                     f"callbacks must be fastnn Callback objects, got {type(cb).__name__}"
                 )
             cb.set_model(self)
+        last_epoch = LastEpoch()  # last: after the callbacks that may change the weights
+        last_epoch.set_model(self)
+        callbacks.append(last_epoch)
 
         history = History()
         history.params = {
@@ -565,6 +579,10 @@ class Sequential:
                     )
                 if self.stop_training:
                     break
+        except KeyboardInterrupt:  # keep the last completed epoch, then let it propagate
+            last_epoch.restore(history)
+            self.history = history
+            raise
         finally:
             if bar is not None:
                 bar.close()
