@@ -2,13 +2,15 @@
 // can compile kernels/*.cu with a C++20 compiler and run them on the CPU (see
 // tests/cuda_emu.py). Each exported kernel becomes a host function that runs its body
 // once per (block, thread) of the grid set by fastnn_emu_config: sequentially in the
-// calling thread, or, for kernels that use __syncthreads, one OS thread per CUDA thread
-// of a block with a std::barrier. __shared__ arrays become statics: blocks run one
+// calling thread, or, for kernels that use __syncthreads, on a pool of one OS thread per
+// CUDA thread of a block, with a std::barrier for __syncthreads. __shared__ arrays become statics: blocks run one
 // after another, so every block sees its own (reused) copy.
 #include <barrier>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -41,6 +43,45 @@ inline void sync() {
     barrier->arrive_and_wait();
 }
 
+// A persistent pool of one OS thread per CUDA thread of a block (threaded kernels):
+// for each block the caller publishes the job, releases the pool, and waits for it.
+struct Pool {
+    unsigned size;
+    std::barrier<> start, done, block;
+    const std::function<void(unsigned)>* job = nullptr;
+    bool stop = false;
+    std::vector<std::thread> threads;
+    explicit Pool(unsigned n) : size(n), start(n + 1), done(n + 1), block(n) {
+        for (unsigned t = 0; t < n; ++t)
+            threads.emplace_back([this, t] {
+                for (;;) {
+                    start.arrive_and_wait();
+                    if (stop) return;
+                    (*job)(t);
+                    done.arrive_and_wait();
+                }
+            });
+    }
+    void run(const std::function<void(unsigned)>& f) {
+        job = &f;
+        start.arrive_and_wait();
+        done.arrive_and_wait();
+    }
+    ~Pool() {
+        stop = true;
+        start.arrive_and_wait();
+        for (auto& th : threads) th.join();
+    }
+};
+
+inline Pool& pool(unsigned n) {
+    static std::vector<std::unique_ptr<Pool>> pools;
+    for (auto& p : pools)
+        if (p->size == n) return *p;
+    pools.push_back(std::make_unique<Pool>(n));
+    return *pools.back();
+}
+
 template <class F>
 void run(F&& body) {
     const fastnn_dim3 g = grid_dim, b = block_dim;
@@ -48,22 +89,18 @@ void run(F&& body) {
     for (unsigned bz = 0; bz < g.z; ++bz)
         for (unsigned by = 0; by < g.y; ++by)
             for (unsigned bx = 0; bx < g.x; ++bx) {
-                auto one = [&, bx, by, bz](unsigned t, std::barrier<>* bar) {
+                Pool* p = use_threads ? &pool(nt) : nullptr;
+                const std::function<void(unsigned)> one = [&, bx, by, bz](unsigned t) {
                     thread_idx = {t % b.x, (t / b.x) % b.y, t / (b.x * b.y)};
                     block_idx = {bx, by, bz};
-                    threaded = bar != nullptr;
-                    barrier = bar;
+                    threaded = p != nullptr;
+                    barrier = p ? &p->block : nullptr;
                     body();
                 };
-                if (!use_threads) {
-                    for (unsigned t = 0; t < nt; ++t) one(t, nullptr);
-                    continue;
-                }
-                std::barrier<> bar(nt);
-                std::vector<std::thread> pool;
-                pool.reserve(nt);
-                for (unsigned t = 0; t < nt; ++t) pool.emplace_back(one, t, &bar);
-                for (auto& th : pool) th.join();
+                if (p == nullptr)
+                    for (unsigned t = 0; t < nt; ++t) one(t);
+                else
+                    p->run(one);
             }
 }
 }  // namespace fastnn_emu
