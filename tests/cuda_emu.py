@@ -15,6 +15,7 @@ import hashlib
 import shutil
 import subprocess
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +57,9 @@ class Emulator:
     """Launch kernels by name on NumPy arrays."""
 
     def __init__(self, outdir=None):
-        self.libs = {f: build(f, outdir) for f in cuda.SOURCES}
+        with ThreadPoolExecutor(len(cuda.SOURCES)) as pool:  # the compiles run in parallel
+            libs = pool.map(lambda f: build(f, outdir), cuda.SOURCES)
+        self.libs = dict(zip(cuda.SOURCES, libs, strict=True))
         self.launches = 0
 
     def _fn(self, name: str, dtype):
