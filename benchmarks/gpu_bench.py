@@ -64,8 +64,16 @@ DRY_CASES = {
 }
 #: fastnn-graph: the CUDA-graph runner as its crossover picks the products;
 #: fastnn-cublas: the same runner with every product on cuBLAS (eager launches);
-#: fastnn-eager: the CuPy backend's per-layer path
-CONTENDERS = ("fastnn-graph", "fastnn-cublas", "fastnn-eager", "torch-eager", "torch-graph")
+#: fastnn-cublas-graph: every product on cuBLAS called so that the graph captures it
+#: (experimental); fastnn-eager: the CuPy backend's per-layer path
+CONTENDERS = (
+    "fastnn-graph",
+    "fastnn-cublas-graph",
+    "fastnn-cublas",
+    "fastnn-eager",
+    "torch-eager",
+    "torch-graph",
+)
 LEARNING_RATE = 1e-3
 
 
@@ -268,6 +276,8 @@ def contender_runner(name: str, dry: bool):
     backend = "numpy" if dry else "cupy"
     if name == "fastnn-graph":
         return (lambda c, d, e: run_fastnn(c, d, e, True, backend)), False
+    if name == "fastnn-cublas-graph":
+        return (lambda c, d, e: run_fastnn(c, d, e, True, backend, gemm="cublas-graph")), False
     if name == "fastnn-cublas":
         return (lambda c, d, e: run_fastnn(c, d, e, True, backend, gemm="cublas")), True
     if name == "fastnn-eager":

@@ -32,8 +32,9 @@ PRELUDE = "common.cuh"
 #: the CUDA sources, in the order they are documented
 SOURCES = ("elementwise.cu", "train.cu")
 
-#: options fastnn passes to NVRTC (CuPy appends ``-ftz=true`` and the architecture)
-OPTIONS = ("--std=c++14",)
+#: options fastnn passes to NVRTC (none: the sources are plain C++ that NVRTC's default
+#: dialect compiles; CuPy appends ``-ftz=true`` and the architecture)
+OPTIONS: tuple[str, ...] = ()
 
 #: activation codes of the kernels (``FASTNN_ACT_*`` in common.cuh)
 ACT_CODES = {"linear": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4}

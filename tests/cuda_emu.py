@@ -105,16 +105,14 @@ class EmuDevice:
         self.emu = emulator
         self._recording: list | None = None
         self.replays = 0
+        self.captures = 0
 
     def prepare(self, name, dtype, grid, block, args):
         """A zero-argument callable that launches the kernel."""
         return lambda: self._launch(name, dtype, grid, block, args)
 
     def _launch(self, name, dtype, grid, block, args):
-        if self._recording is not None:
-            self._recording.append((name, dtype, grid, block, args))
-        else:
-            self.emu.launch(name, dtype, grid, block, args)
+        self._launch_call(lambda: self.emu.launch(name, dtype, grid, block, args))
 
     def matmul(self, A, B, out):
         """``out[...] = A @ B`` (A, B may be transposed views)."""
@@ -122,8 +120,20 @@ class EmuDevice:
             raise RuntimeError("cuBLAS cannot run inside a stream capture")
         np.matmul(A, B, out=out)
 
+    def prepare_gemm(self, A, ta, B, tb, C):
+        """The capturable product (cuBLAS's C API on the GPU): here a recorded NumPy one."""
+        Aop, Bop = (A.T if ta else A), (B.T if tb else B)
+        return lambda: self._launch_call(lambda: np.matmul(Aop, Bop, out=C))
+
+    def _launch_call(self, fn):
+        if self._recording is not None:
+            self._recording.append(fn)
+        else:
+            fn()
+
     def capture(self, fn):
         """Record the launches ``fn`` makes; return a replayable graph."""
+        self.captures += 1
         self._recording = []
         try:
             fn()
@@ -135,8 +145,8 @@ class EmuDevice:
         class _Graph:
             def launch(self):
                 device.replays += 1
-                for rec in recorded:
-                    device.emu.launch(*rec)
+                for call in recorded:
+                    call()
 
         return _Graph()
 

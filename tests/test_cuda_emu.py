@@ -182,6 +182,15 @@ def test_graph_epoch_with_class_weights_and_cublas_products(emu, monkeypatch):
     assert dev.replays == 0 and "cuBLAS for 3 of 3 layers, eager launches" in m.training_path
 
 
+def test_captured_cublas_products_in_the_graph(emu, monkeypatch):
+    monkeypatch.setenv("FASTNN_CUPY_GEMM", "cublas-graph")
+    dev = cuda_emu.EmuDevice(emu)
+    m, _ = check_graph_fit(
+        "nesterov-sparse-ce", "float64", "numpy", monkeypatch, dev, epochs=2, batch_size=16
+    )
+    assert dev.replays == 2 and "cuBLAS (captured) for 2 of 2 layers" in m.training_path
+
+
 def test_eager_launches_when_capture_is_off(emu, monkeypatch):
     monkeypatch.setenv("FASTNN_CUPY_GRAPH", "0")
     dev = cuda_emu.EmuDevice(emu)
@@ -189,6 +198,21 @@ def test_eager_launches_when_capture_is_off(emu, monkeypatch):
         "adamw-dropout", "float32", "numpy", monkeypatch, dev, epochs=2, batch_size=16
     )
     assert dev.replays == 0 and "our GEMM, eager launches" in m.training_path
+
+
+def test_later_fits_replay_the_captured_graph(emu, monkeypatch):
+    import graph_cases
+
+    dev = cuda_emu.EmuDevice(emu)
+    m = graph_cases.model("adam-bce", "float32", "numpy")
+    X, y = graph_cases.data("adam-bce", n=32)
+    make = lambda mdl, loss, opt: cupy_graph.make_runner(mdl, loss, opt, device=dev)  # noqa: E731
+    monkeypatch.setattr(m.backend, "epoch_runner", make)
+    m.fit(X, y, batch_size=16, epochs=1, verbose=0)
+    m.fit(X, y, batch_size=16, epochs=2, verbose=0)
+    assert (dev.captures, dev.replays) == (1, 3)
+    m.fit(X, y, batch_size=8, epochs=1, verbose=0)  # a new batch size: a new capture
+    assert (dev.captures, dev.replays) == (2, 4)
 
 
 def test_graph_runner_rejects_what_it_cannot_train():

@@ -31,6 +31,14 @@ def test_cublas_eager_path_on_gpu_matches_numpy(monkeypatch, dtype):
     assert "cuBLAS for 2 of 2 layers, eager launches" in m.training_path
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_captured_cublas_path_on_gpu_matches_numpy(monkeypatch, dtype):
+    """Experimental: cuBLAS through its C API inside the captured graph."""
+    monkeypatch.setenv("FASTNN_CUPY_GEMM", "cublas-graph")
+    m, _ = check_graph_fit("adam-bce", dtype, "cupy", monkeypatch, n=50, batch_size=16)
+    assert "cuBLAS (captured) for 3 of 3 layers, one CUDA graph launch" in m.training_path
+
+
 def test_graph_keeps_training_after_model_moves_its_step_count(monkeypatch):
     """A runner re-reads optimizer.iterations when someone else changed it."""
     import fastnn

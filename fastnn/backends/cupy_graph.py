@@ -29,6 +29,7 @@ of the kernels). :func:`make_runner` builds one for a model, or returns None.
 from __future__ import annotations
 
 import os
+import weakref
 
 import numpy as np
 
@@ -57,10 +58,13 @@ def own_gemm_max_macs() -> int:
         raise ConfigError(f"FASTNN_CUPY_OWN_GEMM_MAX_MACS must be a number, got {env!r}") from None
 
 
+_GEMM_MODES = ("own", "cublas", "cublas-graph")
+
+
 def _forced_gemm() -> str | None:
     forced = os.environ.get("FASTNN_CUPY_GEMM", "").strip().lower() or None
-    if forced not in (None, "own", "cublas"):
-        raise ConfigError(f"FASTNN_CUPY_GEMM must be 'own' or 'cublas', got {forced!r}")
+    if forced not in (None, *_GEMM_MODES):
+        raise ConfigError(f"FASTNN_CUPY_GEMM must be one of {_GEMM_MODES}, got {forced!r}")
     return forced
 
 
@@ -86,6 +90,13 @@ class CupyDevice:
     def matmul(self, A, B, out):
         """``out[...] = A @ B`` through cuBLAS (never inside a capture)."""
         self.xp.matmul(A, B, out=out)
+
+    def prepare_gemm(self, A, ta, B, tb, C):
+        """A callable running ``C = op(A) @ op(B)`` (row-major) through cuBLAS's C API on
+        CuPy's handle and the current stream, which a stream capture records."""
+        from ._cublas_capture import prepared_gemm
+
+        return prepared_gemm(A, ta, B, tb, C)
 
     def capture(self, fn):
         """Capture the launches ``fn`` makes into a CUDA graph (not run yet)."""
@@ -199,11 +210,13 @@ class GraphEpochRunner:
         return n
 
     # ---------------------------------------------------------------- planning
-    def _uses_cublas(self, op: DenseOp, batch_size: int) -> bool:
+    def _gemm_mode(self, op: DenseOp, batch_size: int) -> str:
+        """ "own" (our GEMM, captured), "cublas" (eager) or "cublas-graph" (cuBLAS
+        called through its C API so that it can be captured; experimental, opt-in)."""
         forced = _forced_gemm()
         if forced is not None:
-            return forced == "cublas"
-        return batch_size * op.d_in * op.d_out > own_gemm_max_macs()
+            return forced
+        return "cublas" if batch_size * op.d_in * op.d_out > own_gemm_max_macs() else "own"
 
     def _plan(self, n: int, batch_size: int, has_w: bool):
         key = (n, batch_size, has_w)
@@ -221,10 +234,16 @@ class GraphEpochRunner:
         cublas = steps.cublas_layers
         graph = None
         capture = os.environ.get("FASTNN_CUPY_GRAPH", "1").strip() != "0"
+        error = None
         if capture and not cublas and len(ops) <= MAX_GRAPH_NODES:
             self.dev.synchronize()
-            graph = self.dev.capture(lambda: [op() for op in ops])
+            try:
+                graph = self.dev.capture(lambda: [op() for op in ops])
+            except Exception as exc:  # e.g. a library that refuses capture: run eagerly
+                error = f"{type(exc).__name__}: {exc}"
         plan = _Plan(ops, graph is not None, graph, -(-n // batch_size), cublas)
+        plan.graph_cublas_layers = steps.graph_cublas_layers
+        plan.capture_error = error
         self._plans[key] = plan
         return plan
 
@@ -260,8 +279,13 @@ class GraphEpochRunner:
         if plan is None:
             return head + "; one CUDA graph per epoch when every layer is small enough)"
         if plan.captured:
-            return head + "; our GEMM, one CUDA graph launch per epoch)"
+            gemm = "our GEMM"
+            if plan.graph_cublas_layers:
+                gemm = f"cuBLAS (captured) for {plan.graph_cublas_layers} of {n} layers"
+            return head + f"; {gemm}, one CUDA graph launch per epoch)"
         how = f"cuBLAS for {plan.cublas_layers} of {n} layers" if plan.cublas_layers else "our GEMM"
+        if plan.capture_error:
+            how += f"; capture failed: {plan.capture_error[:200]}"
         return head + f"; {how}, eager launches)"
 
 
@@ -275,8 +299,9 @@ class _Steps:
         self.dev = runner.dev
         self.b = runner._bufs
         self.has_w = has_w
-        self.cublas = [runner._uses_cublas(op, batch_size) for op in self.spec.dense]
-        self.cublas_layers = sum(self.cublas)
+        self.cublas = [runner._gemm_mode(op, batch_size) for op in self.spec.dense]
+        self.cublas_layers = sum(mode == "cublas" for mode in self.cublas)
+        self.graph_cublas_layers = sum(mode == "cublas-graph" for mode in self.cublas)
         first = [q for q, op in enumerate(self.spec.ops) if isinstance(op, DenseOp)]
         self.first_param = first[0]
 
@@ -294,13 +319,16 @@ class _Steps:
     def _launch_1d(self, ops, name, n, args):
         self._launch(ops, name, K.grid_1d(n), K.BLOCK, args)
 
-    def _gemm(self, ops, cublas, A, ta, B, tb, C, bias=None, act=0, alpha=0.0, Y=None):
+    def _gemm(self, ops, mode, A, ta, B, tb, C, bias=None, act=0, alpha=0.0, Y=None):
         """``C = op(A) @ op(B) (+ bias)``, and ``Y = act(C)`` when ``Y`` is given."""
         M, Kd = (A.shape[1], A.shape[0]) if ta else A.shape
         N = B.shape[0] if tb else B.shape[1]
-        if cublas:
+        if mode != "own":
             Aop, Bop = (A.T if ta else A), (B.T if tb else B)
-            ops.append(lambda: self.dev.matmul(Aop, Bop, C))
+            if mode == "cublas":
+                ops.append(lambda: self.dev.matmul(Aop, Bop, C))
+            else:
+                ops.append(self.dev.prepare_gemm(A, ta, B, tb, C))
             if bias is not None or Y is not None:
                 args = (bias if bias is not None else C, bias is not None, act, alpha, C)
                 args += (C if Y is None else Y, M * N, N)
@@ -416,14 +444,27 @@ class _Steps:
         self._launch_1d(ops, "adam_dev", n, args)
 
 
+_RUNNERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def make_runner(model, loss, optimizer, device=None):
     """A :class:`GraphEpochRunner` for a built, compiled model on the CuPy backend, or
-    None when its layers, loss or optimizer are not ones the graph path trains."""
+    None when its layers, loss or optimizer are not ones the graph path trains.
+
+    The runner (and so its captured graph) is kept for the model and handed out again by
+    later ``fit`` calls while the model's spec and buffers are unchanged.
+    """
     spec = spec_from_model(model, loss, optimizer)
     if spec is None:
         return None
     names = ("m", "v") if spec.optimizer == "adam" else ("velocity",)
     state = [optimizer.state[k] for k in names]
-    return GraphEpochRunner(
+    key = (spec, model.dtype, id(optimizer), *map(id, (model.theta, model.grad, *state)))
+    cached = _RUNNERS.get(model)
+    if cached is not None and cached[0] == key and (device is None or cached[1].dev is device):
+        return cached[1]
+    runner = GraphEpochRunner(
         spec, model.dtype, model.theta, model.grad, state, optimizer, device=device
     )
+    _RUNNERS[model] = (key, runner)
+    return runner
