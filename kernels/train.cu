@@ -8,6 +8,25 @@
 // gemm 256 threads, grid (ceil(N/BN), ceil(M/BM)); colsum 256 threads, grid
 // ceil(cols/32); the rest 1-D grid-stride loops.
 
+// Loads a 16 x W tile of a matrix into shared memory: tile[kk][x] = element (x0 + x,
+// k0 + kk) of an operand whose other index x runs over [0, nx), K over [0, K); zero
+// outside. x_contig: x is the contiguous index in memory (src[k * ld + x]), else k is
+// (src[x * ld + k]); consecutive threads read consecutive addresses either way.
+template <typename T, int W>
+__device__ __forceinline__ void fastnn_load_tile(const T* src, int ld, int x_contig, int x0,
+                                                 int nx, int k0, int K, T (*tile)[W]) {
+    for (int l = threadIdx.x; l < W * 16; l += 256) {
+        const int x = x_contig ? l % W : l / 16;
+        const int kk = x_contig ? l / W : l % 16;
+        const int gx = x0 + x;
+        const int gk = k0 + kk;
+        T v = (T)0;
+        if (gx < nx && gk < K)
+            v = x_contig ? src[(fastnn_i64)gk * ld + gx] : src[(fastnn_i64)gx * ld + gk];
+        tile[kk][x] = v;
+    }
+}
+
 // C = op(A) @ op(B) (+ bias[col]) with op(A) (M x K), op(B) (K x N); when has_y also
 // Y = act(C). transA: A is stored K x M (op(A) = A^T), transB: B is stored N x K.
 // Tiles of BM x BN outputs per block of 16 x 16 threads, each thread (BM/16) x (BN/16)
@@ -30,27 +49,8 @@ __device__ void gemm_tile(int M, int N, int K, const T* A, int lda, int transA, 
     for (int i = 0; i < TM; ++i)
         for (int j = 0; j < TN; ++j) acc[i][j] = (T)0;
     for (int k0 = 0; k0 < K; k0 += BK) {
-        for (int l = tid; l < BM * BK; l += 256) {
-            // consecutive threads read consecutive addresses in either layout
-            const int r = transA ? l % BM : l / BK;
-            const int kk = transA ? l / BM : l % BK;
-            const int gr = row0 + r;
-            const int gk = k0 + kk;
-            T a = (T)0;
-            if (gr < M && gk < K)
-                a = transA ? A[(fastnn_i64)gk * lda + gr] : A[(fastnn_i64)gr * lda + gk];
-            As[kk][r] = a;
-        }
-        for (int l = tid; l < BK * BN; l += 256) {
-            const int c = transB ? l / BK : l % BN;
-            const int kk = transB ? l % BK : l / BN;
-            const int gc = col0 + c;
-            const int gk = k0 + kk;
-            T b = (T)0;
-            if (gc < N && gk < K)
-                b = transB ? B[(fastnn_i64)gc * ldb + gk] : B[(fastnn_i64)gk * ldb + gc];
-            Bs[kk][c] = b;
-        }
+        fastnn_load_tile<T, BM>(A, lda, transA, row0, M, k0, K, As);
+        fastnn_load_tile<T, BN>(B, ldb, !transB, col0, N, k0, K, Bs);
         __syncthreads();
         for (int kk = 0; kk < BK; ++kk) {
             T a[TM];

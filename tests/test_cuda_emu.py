@@ -166,38 +166,39 @@ def test_graph_epoch_matches_numpy_backend(emu, monkeypatch, dtype, case):
     assert "one CUDA graph launch per epoch" in m.training_path
 
 
-def test_graph_epoch_with_class_weights_and_cublas_products(emu, monkeypatch):
-    monkeypatch.setenv("FASTNN_CUPY_GEMM", "cublas")
-    dev = cuda_emu.EmuDevice(emu)
-    m, _ = check_graph_fit(
+MODES = {
+    # env setting -> (case, dtype, fit arguments, replays of 2 epochs, path text)
+    ("FASTNN_CUPY_GEMM", "cublas"): (
         "adam-bce",
         "float64",
-        "numpy",
-        monkeypatch,
-        dev,
-        n=37,
-        batch_size=10,
-        class_weight={0: 0.5, 1: 2.0},
-    )
-    assert dev.replays == 0 and "cuBLAS for 3 of 3 layers, eager launches" in m.training_path
+        {"n": 37, "batch_size": 10, "class_weight": {0: 0.5, 1: 2.0}},
+        0,
+        "cuBLAS for 3 of 3 layers, eager launches",
+    ),
+    ("FASTNN_CUPY_GEMM", "cublas-graph"): (
+        "nesterov-sparse-ce",
+        "float64",
+        {"batch_size": 16},
+        2,
+        "cuBLAS (captured) for 2 of 2 layers",
+    ),
+    ("FASTNN_CUPY_GRAPH", "0"): (
+        "adamw-dropout",
+        "float32",
+        {"batch_size": 16},
+        0,
+        "our GEMM, eager launches",
+    ),
+}
 
 
-def test_captured_cublas_products_in_the_graph(emu, monkeypatch):
-    monkeypatch.setenv("FASTNN_CUPY_GEMM", "cublas-graph")
+@pytest.mark.parametrize("env", list(MODES), ids=lambda e: f"{e[0]}={e[1]}")
+def test_cublas_and_eager_modes_match_numpy(emu, monkeypatch, env):
+    case, dtype, fit, replays, path = MODES[env]
+    monkeypatch.setenv(*env)
     dev = cuda_emu.EmuDevice(emu)
-    m, _ = check_graph_fit(
-        "nesterov-sparse-ce", "float64", "numpy", monkeypatch, dev, epochs=2, batch_size=16
-    )
-    assert dev.replays == 2 and "cuBLAS (captured) for 2 of 2 layers" in m.training_path
-
-
-def test_eager_launches_when_capture_is_off(emu, monkeypatch):
-    monkeypatch.setenv("FASTNN_CUPY_GRAPH", "0")
-    dev = cuda_emu.EmuDevice(emu)
-    m, _ = check_graph_fit(
-        "adamw-dropout", "float32", "numpy", monkeypatch, dev, epochs=2, batch_size=16
-    )
-    assert dev.replays == 0 and "our GEMM, eager launches" in m.training_path
+    m, _ = check_graph_fit(case, dtype, "numpy", monkeypatch, dev, epochs=2, **fit)
+    assert dev.replays == replays and path in m.training_path
 
 
 def test_later_fits_replay_the_captured_graph(emu, monkeypatch):

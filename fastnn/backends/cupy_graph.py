@@ -38,10 +38,11 @@ from ..kernels import cuda as K
 from .graph_spec import DenseOp, TrainSpec, spec_from_model
 
 #: A layer's products use our GEMM inside the graph when its forward product has at most
-#: this many multiply-adds (batch * d_in * d_out), cuBLAS above. Placeholder until
-#: measured on a device (benchmarks/gpu_bench.py reports both paths);
-#: ``FASTNN_CUPY_OWN_GEMM_MAX_MACS`` overrides it.
-OWN_GEMM_MAX_MACS = 1 << 28
+#: this many multiply-adds (batch * d_in * d_out), cuBLAS above. An estimate, not yet
+#: measured: our GEMM at a tenth of cuBLAS's rate breaks even with an eager cuBLAS call
+#: (~20 us of launch from Python) near 3e7 multiply-adds. benchmarks/gpu_bench.py times
+#: both per layer shape; ``FASTNN_CUPY_OWN_GEMM_MAX_MACS`` overrides it.
+OWN_GEMM_MAX_MACS = 1 << 25
 
 #: an epoch with more graph nodes than this is launched eagerly instead of captured
 MAX_GRAPH_NODES = 200_000
