@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fastnn.bench import NetSpec, _accuracy, _torch_net, churn_dataset, synthetic_dataset
+from fastnn.bench import NetSpec, build_model, churn_dataset, synthetic_dataset
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,10 +99,15 @@ def case_data(name: str, case: GpuCase):
     return d.Xtr[:n], d.ytr[:n], d.Xte, d.yte
 
 
+def _accuracy(P, y) -> float:
+    """Test accuracy from probabilities ``(n, 1)`` (threshold 0.5) or ``(n, k)``."""
+    P = np.asarray(P)
+    pred = P.argmax(axis=1) if P.shape[1] > 1 else (P[:, 0] >= 0.5)
+    return float(np.mean(pred.astype(np.int64) == np.asarray(y).reshape(-1).astype(np.int64)))
+
+
 # ============================================================================ fastnn
 def _fastnn_model(spec: NetSpec, backend: str):
-    from fastnn.bench import build_model
-
     return build_model(spec, backend, optimizer="adam", dtype="float32", seed=0)
 
 
@@ -174,7 +179,14 @@ def _torch_parts(case: GpuCase, data, device: str, capturable: bool):
     if device == "cpu":
         torch.set_num_threads(1)  # dry run: toy sizes, shared machines
     Xtr, ytr, _, _ = data
-    model = _torch_net(case.spec, 0).to(device)
+    torch.manual_seed(0)
+    widths = case.spec.widths
+    mods = []
+    for i in range(len(widths) - 1):  # relu between Linear layers, logits out
+        mods += [torch.nn.Linear(widths[i], widths[i + 1])] + [torch.nn.ReLU()] * (
+            i < len(widths) - 2
+        )
+    model = torch.nn.Sequential(*mods).to(device)
     X = torch.from_numpy(np.ascontiguousarray(Xtr)).to(device)
     if case.spec.binary:
         y = torch.from_numpy(ytr.astype(np.float32).reshape(-1, 1)).to(device)
