@@ -74,10 +74,12 @@ _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 
 
 def source(filename: str) -> str:
-    """The full text NVRTC compiles for ``filename``: the prelude, then the file."""
+    """The full text NVRTC compiles for ``filename``: the prelude, then the file (after a
+    ``#line`` directive, so compiler messages name the file's own lines)."""
     if filename not in SOURCES:
         raise KeyError(f"no CUDA source called {filename!r}; sources: {SOURCES}")
-    return (HERE / PRELUDE).read_text() + "\n" + (HERE / filename).read_text()
+    prelude = (HERE / PRELUDE).read_text()
+    return f'{prelude}\n#line 1 "{filename}"\n' + (HERE / filename).read_text()
 
 
 def symbol(name: str, dtype=None) -> str:
