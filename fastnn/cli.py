@@ -519,7 +519,8 @@ def _dist_version(module: str) -> str:
 
 @main.command(context_settings=_CONTEXT)
 def info():
-    """Which backends work on this machine (and why not), and library versions."""
+    """Which backends work on this machine (and why not), the GPU (card, compute
+    capability, CUDA versions, which pip extra fits), and library versions."""
     import platform
 
     import numpy as np
@@ -542,6 +543,11 @@ def info():
         auto = f"none ({exc})"
     env = os.environ.get("FASTNN_BACKEND")
     click.echo(f"auto picks: {auto}" + (f"; FASTNN_BACKEND={env}" if env else ""))
+    click.echo("gpu:")
+    from fastnn.backends.gpu_info import describe, gpu_report
+
+    for line in describe(gpu_report()):
+        click.echo(f"  {line}")
     click.echo("versions:")
     click.echo(f"  numpy  {np.__version__}")
     for module in ("numba", "cupy"):

@@ -1,9 +1,9 @@
 """The CuPy backend: data and weights live on an NVIDIA GPU.
 
 Matrix products go to cuBLAS (``cupy.matmul``); the elementwise hot ops run as fused
-CUDA kernels from :mod:`fastnn.kernels.cuda` (one launch instead of several); everything
-else uses the defaults of :class:`~fastnn.backends.base.Backend` written over ``xp =
-cupy``. Random numbers are drawn on the host (so a seed gives the same initial weights,
+CUDA kernels (``kernels/elementwise.cu``, loaded by :mod:`fastnn.kernels.cuda`: one launch
+instead of several); everything else uses the defaults of
+:class:`~fastnn.backends.base.Backend` written over ``xp = cupy``. Random numbers are drawn on the host (so a seed gives the same initial weights,
 batch order and dropout masks as on the CPU) and copied over.
 
 TF32 stays off (CuPy's default); opt in with the ``CUPY_TF32=1`` environment variable.
@@ -57,34 +57,51 @@ class CupyBackend(Backend):
         return self.xp.asarray(rng.random(shape, dtype=np.float64).astype(dtype, copy=False))
 
     # ------------------------------------------------------------------ fused hot ops
+    # Each op is one launch of a kernel from kernels/elementwise.cu on C-contiguous
+    # arrays; anything else (softmax, strided views) takes the default of the base class.
+    def _contiguous(self, *arrays) -> bool:
+        return all(a.flags.c_contiguous for a in arrays)
+
     def bias_act(self, Z, b, name: str, alpha: float = 0.01):
         """One kernel: ``Z += b; Y = act(Z)`` (softmax falls back to the default)."""
-        if name not in self._k.FUSABLE_ACTIVATIONS:
+        fusable = name in self._k.FUSABLE_ACTIVATIONS and name != "linear"
+        if not fusable or not self._contiguous(Z, *(() if b is None else (b,))):
             return super().bias_act(Z, b, name, alpha)
-        if b is None:
-            b = self.xp.zeros((Z.shape[1],), dtype=Z.dtype)
-        if name == "linear":
-            Z += b
-            return Z, Z
         Y = self.xp.empty_like(Z)
-        self._k.get(f"bias_act_{name}")(b, alpha, Z, Y)
+        has_b = b is not None
+        self._k.launch_1d(
+            "bias_act",
+            Z.dtype,
+            Z.size,
+            (b if has_b else Z, has_b, self._k.ACT_CODES[name], alpha, Z, Y, Z.size, Z.shape[-1]),
+        )
         return Z, Y
 
     def activation_backward(self, name: str, Z, Y, dY, alpha: float = 0.01):
         """One kernel for the elementwise activations."""
-        if name not in self._k.FUSABLE_ACTIVATIONS or name == "linear":
+        if (
+            name not in self._k.FUSABLE_ACTIVATIONS
+            or name == "linear"
+            or not self._contiguous(Z, Y, dY)
+            or Z.shape != dY.shape
+        ):
             return super().activation_backward(name, Z, Y, dY, alpha)
         dZ = self.xp.empty_like(dY)
-        self._k.get(f"act_backward_{name}")(Z, Y, dY, alpha, dZ)
+        code = self._k.ACT_CODES[name]
+        self._k.launch_1d("act_backward", Z.dtype, Z.size, (Z, Y, dY, code, alpha, dZ, Z.size))
         return dZ
 
     def bce_logits_grad(self, Z, y, w, scale: float):
         """One kernel for the per-row loss and gradient; one reduction for the sum."""
-        if w is None:
-            w = self.xp.ones((1, 1), dtype=Z.dtype)
+        y = self.xp.ascontiguousarray(y, dtype=Z.dtype)
+        has_w = w is not None
+        w = self.xp.ascontiguousarray(w, dtype=Z.dtype) if has_w else Z
+        if not self._contiguous(Z) or y.shape != Z.shape:
+            return super().bce_logits_grad(Z, y, w if has_w else None, scale)
         loss = self.xp.empty_like(Z)
         dZ = self.xp.empty_like(Z)
-        self._k.get("bce_logits")(Z, y, w, float(scale), loss, dZ)
+        args = (Z, y, w, has_w, float(scale), loss, dZ, Z.size, Z.shape[-1])
+        self._k.launch_1d("bce_logits", Z.dtype, Z.size, args)
         return loss.sum(), dZ
 
     def adam_update(self, theta, grad, m, v, lr, beta1, beta2, eps, t, weight_decay, decoupled):
@@ -93,16 +110,10 @@ class CupyBackend(Backend):
         eps_t = eps * (1 - beta2**t) ** 0.5
         l2 = 0.0 if decoupled else float(weight_decay)
         decay = 1.0 - lr * weight_decay if decoupled else 1.0
-        self._k.get("adam")(grad, lr_t, beta1, beta2, eps_t, l2, decay, theta, m, v)
+        args = (grad, theta, m, v, lr_t, eps_t, beta1, beta2, l2, decay, theta.size)
+        self._k.launch_1d("adam", theta.dtype, theta.size, args)
 
     def sgd_update(self, theta, grad, velocity, lr, momentum, nesterov, weight_decay):
         """SGD / momentum / Nesterov over the flat buffers in one kernel."""
-        self._k.get("sgd")(
-            grad,
-            float(lr),
-            float(momentum),
-            int(bool(nesterov)),
-            float(weight_decay),
-            theta,
-            velocity,
-        )
+        args = (grad, theta, velocity, lr, momentum, bool(nesterov), weight_decay, theta.size)
+        self._k.launch_1d("sgd", theta.dtype, theta.size, args)
