@@ -41,6 +41,7 @@ def predict_frame(df, model, **kwargs):
 
     return _predict_frame(df, model, **kwargs)
 
+
 __all__ = [
     "Backend",
     "Sequential",

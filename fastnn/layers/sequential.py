@@ -779,6 +779,14 @@ class Sequential:
                 raise ModelFileError(f"pickled model has a broken config: {exc}") from None
         self.__dict__.update(model.__dict__)
 
+    def __dask_tokenize__(self):
+        """A deterministic Dask token: the hash of the pickled state."""
+        import hashlib
+
+        state = self.__getstate__()
+        blob = state.get("safetensors") or state["config"].encode()
+        return ("fastnn.Sequential", state["backend"], hashlib.sha256(blob).hexdigest())
+
 
 def _positive_int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
