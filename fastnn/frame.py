@@ -96,10 +96,21 @@ def predict_frame(df, model, *, columns=None, batch_size: int = 4096):
     out = pd.DataFrame(index=df.index)
     for name, values in cols.items():
         values = np.asarray(values)
-        if values.dtype.kind == "O" or values.dtype.kind in "US":
-            values = np.where(keep, values.astype(object), None)
+        if values.dtype.kind in "OUS":  # labels: a real dtype, so Parquet and Dask agree
+            values = pd.Series(np.where(keep, values.astype(object), None), index=df.index)
+            values = values.astype(_label_dtype(prep.classes_))
         out[name] = values
     return out
+
+
+def _label_dtype(classes) -> str:
+    """Nullable dtype of a label column: "string" for text classes, "Int64" for whole
+    numbers, else float64 (a row that cannot be scored is NA)."""
+    if all(isinstance(c, str) for c in classes):
+        return "string"
+    if all(float(c).is_integer() for c in classes):
+        return "Int64"
+    return "float64"
 
 
 def frame_meta(model, columns=None):

@@ -73,7 +73,7 @@ def _partition_pid(part):
     return pd.DataFrame({"pid": [os.getpid()]}, index=part.index[:1])
 
 
-def test_dask_local_cluster_scores_partitions(churn_model, monkeypatch):
+def test_dask_local_cluster_scores_partitions(churn_model, monkeypatch, tmp_path):
     """Two worker processes on loopback; the model goes to them by pickle."""
     dd = pytest.importorskip("dask.dataframe")
     distributed = pytest.importorskip("distributed")
@@ -94,10 +94,12 @@ def test_dask_local_cluster_scores_partitions(churn_model, monkeypatch):
         silence_logs=40,
     ) as cluster, distributed.Client(cluster) as client:  # fmt: skip
         scores = predict_dask(ddf, model).compute()
-        also = ddf.map_partitions(predict_frame, model, meta=frame_meta(model)).compute()
+        lazy = ddf.map_partitions(predict_frame, model, meta=frame_meta(model))
+        lazy.to_parquet(tmp_path / "scores")  # written by the workers, partition by partition
         pids = ddf.map_partitions(_partition_pid, meta={"pid": "int64"}).compute()["pid"]
         workers = set(client.run(os.getpid).values())
     expected = predict_frame(df, model)
     pd.testing.assert_frame_equal(scores, expected)
-    pd.testing.assert_frame_equal(also, expected)
+    written = dd.read_parquet(tmp_path / "scores").compute()
+    pd.testing.assert_frame_equal(written, expected, check_index_type=False)
     assert set(pids) <= workers and os.getpid() not in workers and len(workers) == 2
