@@ -44,7 +44,7 @@ def _output_columns(prep, P, taken) -> dict:
     taken = set(map(str, taken))
     base = str(prep.target if prep.target is not None else "target")
     p = np.asarray(P, dtype=np.float64)[:, 0]
-    labels = prep.labels((p >= 0.5).astype(np.int64)) if len(p) else np.array([], object)
+    labels = prep.labels((p >= 0.5).astype(np.int64))
     return {_free(f"{base}_prob", taken): p, _free(f"{base}_pred", taken): labels}
 
 
@@ -92,10 +92,11 @@ def predict_frame(df, model, *, columns=None, batch_size: int = 4096):
     P = np.full((len(df), model.output_dim), np.nan)
     if X.shape[0]:
         P[keep] = model.predict(X, batch_size=batch_size)
-    cols = _output_columns(prep, P, df.columns)
+    # an empty partition (Dask's meta) is scored as one zero row, then cut to none
+    cols = _output_columns(prep, P if len(P) else np.zeros((1, P.shape[1])), df.columns)
     out = pd.DataFrame(index=df.index)
     for name, values in cols.items():
-        values = np.asarray(values)
+        values = np.asarray(values)[: len(df)]
         if values.dtype.kind in "OUS":  # labels: a real dtype, so Parquet and Dask agree
             values = pd.Series(np.where(keep, values.astype(object), None), index=df.index)
             values = values.astype(_label_dtype(prep.classes_))

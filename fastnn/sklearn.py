@@ -33,21 +33,25 @@ from sklearn.utils.validation import check_is_fitted, check_random_state, valida
 from .callbacks import Callback, EarlyStopping
 from .errors import ConfigError, DataError, ModelFileError
 
-# The defaults of ``fastnn train data.csv`` (a user's own table). They mirror
-# ``fastnn.defaults.CSV`` of the tasks branch; once that module is merged this one
-# constant becomes ``fastnn.defaults.CSV.to_dict()`` (same field names).
-CLI_DEFAULTS = {
-    "hidden": (64, 64),
-    "activation": "relu",
-    "epochs": 500,
-    "batch_size": 32,
-    "optimizer": "adam",
-    "lr": 0.001,
-    "weight_decay": 0.0,
-    "dropout": 0.0,
-    "validation_split": 0.15,
-    "patience": 20,
-}
+# The defaults of ``fastnn train data.csv`` (a user's own table): fastnn.defaults.CSV.
+# Until that module is merged (tasks branch) the same values are spelled out here.
+try:
+    from .defaults import CSV as _CSV
+
+    CLI_DEFAULTS = {**_CSV.to_dict(), "hidden": tuple(_CSV.hidden)}
+except ImportError:  # pragma: no cover - before fastnn.defaults exists
+    CLI_DEFAULTS = {
+        "hidden": (64, 64),
+        "activation": "relu",
+        "epochs": 500,
+        "batch_size": 32,
+        "optimizer": "adam",
+        "lr": 0.001,
+        "weight_decay": None,
+        "dropout": 0.0,
+        "validation_split": 0.15,
+        "patience": 20,
+    }
 _D = CLI_DEFAULTS
 _STATE_KIND = "fastnn.sklearn"
 
@@ -113,8 +117,10 @@ class _FastnnEstimator(BaseEstimator):
         if isinstance(self.optimizer, optimizers.Optimizer):  # a fresh copy for every fit
             opt = optimizers.get(self.optimizer.get_config())
         else:
-            opt = optimizers.get(self.optimizer)
-            opt = type(opt)(learning_rate=self.learning_rate, weight_decay=self.weight_decay)
+            kwargs = {"learning_rate": self.learning_rate}
+            if self.weight_decay is not None:  # None: the optimizer's own default
+                kwargs["weight_decay"] = self.weight_decay
+            opt = type(optimizers.get(self.optimizer))(**kwargs)
         model.compile(optimizer=opt, loss=loss)
         return model
 
@@ -263,7 +269,8 @@ class FastnnClassifier(ClassifierMixin, _FastnnEstimator):
         learning_rate: the optimizer's learning rate.
         optimizer: "adam", "adamw", "sgd", "rmsprop" (or a fastnn optimizer instance).
         dropout: dropout rate after each hidden layer (0: none).
-        weight_decay: the optimizer's weight decay.
+        weight_decay: the optimizer's weight decay (None: its own default, 0 except
+            AdamW's 0.004).
         validation_fraction: share of the rows held out (stratified) for validation.
         patience: stop after this many epochs without a better validation loss and
             restore the best weights (0: train all ``epochs``).

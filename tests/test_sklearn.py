@@ -270,3 +270,12 @@ def test_malicious_pickle_payloads_run_no_code(tmp_path):
     with pytest.raises(pickle.UnpicklingError, match="not allowed"):
         _restricted_loads(pickle.dumps(Exploit()))
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd", "rmsprop"])
+def test_optimizer_choices(optimizer):
+    X = np.random.default_rng(0).normal(size=(60, 2))
+    clf = FastnnClassifier(optimizer=optimizer, **FAST).fit(X, (X[:, 0] > 0).astype(int))
+    opt = clf.model_.optimizer
+    assert opt.name == optimizer and opt.learning_rate == clf.learning_rate
+    assert opt.weight_decay == (0.004 if optimizer == "adamw" else 0.0)  # its own default
