@@ -28,11 +28,11 @@ from .layers import Sequential
 __version__ = "0.1.0"
 
 
-def export_onnx(model, path) -> str:
+def export_onnx(model, path, unknown: str = "error") -> str:
     """Write a model (or a model file) as ONNX; see :mod:`fastnn.onnx` (extra "onnx")."""
     from .onnx import export_onnx as _export_onnx
 
-    return _export_onnx(model, path)
+    return _export_onnx(model, path, unknown)
 
 
 def predict_frame(df, model, **kwargs):

@@ -508,7 +508,14 @@ def predict(model_path, csv, out_path):
 @main.command(context_settings=_CONTEXT)
 @click.argument("model_path", metavar="MODEL")
 @click.argument("out_path", metavar="OUT.onnx")
-def export(model_path, out_path):
+@click.option(
+    "--unknown",
+    default="error",
+    show_default=True,
+    type=click.Choice(["error", "ignore"]),
+    help="A category not seen in training: NaN probabilities (error), or all-zero one-hot.",
+)
+def export(model_path, out_path, unknown):
     """Write MODEL (a .safetensors file) as ONNX to OUT.onnx (needs the onnx extra).
 
     A model from `fastnn train --out` keeps its preprocessing inside the graph: one
@@ -522,7 +529,7 @@ def export(model_path, out_path):
     from .io import atomic_write_bytes
 
     model = fastnn.load(model_path, backend="numpy")
-    proto = to_onnx(model)
+    proto = to_onnx(model, unknown)
     folder = os.path.dirname(os.path.abspath(out_path))
     if not os.path.isdir(folder):
         raise ConfigError(f"cannot write {out_path!r}: folder {folder!r} does not exist")

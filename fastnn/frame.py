@@ -48,7 +48,7 @@ def _output_columns(prep, P, taken) -> dict:
     return {_free(f"{base}_prob", taken): p, _free(f"{base}_pred", taken): labels}
 
 
-def predict_frame(df, model, *, columns=None, batch_size: int = 4096):
+def predict_frame(df, model, *, columns=None, unknown: str = "error", batch_size: int = 4096):
     """Score the rows of a pandas DataFrame; returns a DataFrame with the same index.
 
     * A model from ``fastnn train --out`` (it carries its preprocessing): ``df`` holds
@@ -62,6 +62,8 @@ def predict_frame(df, model, *, columns=None, batch_size: int = 4096):
         df: a pandas DataFrame (one Dask partition).
         model: a built :class:`fastnn.Sequential`, or a model file path.
         columns: feature columns for a model without preprocessing.
+        unknown: a category not seen in training: "error" (as ``fastnn predict``) or
+            "ignore" (all-zero one-hot, as ``fastnn predict --unknown ignore``).
         batch_size: rows per forward pass.
     """
     import pandas as pd
@@ -84,7 +86,11 @@ def predict_frame(df, model, *, columns=None, batch_size: int = 4096):
         return pd.DataFrame(np.asarray(P, dtype=np.float64), index=df.index, columns=names)
     if columns is not None:
         raise ConfigError("columns= is for models without preprocessing; this one has its own")
-    X, _, keep = prep.transform(df, with_target=False, return_mask=True)
+    extra = {} if unknown == "error" else {"unknown": unknown}
+    try:
+        X, _, keep = prep.transform(df, with_target=False, return_mask=True, **extra)
+    except TypeError:  # a Preprocessor without unknown= (before multi-class/regression)
+        raise ConfigError(f"unknown={unknown!r} needs a newer fastnn Preprocessor") from None
     if X.shape[1] != model.input_dim:
         raise DataError(
             f"the model takes {model.input_dim} features, its preprocessing gives {X.shape[1]}"

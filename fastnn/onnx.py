@@ -18,8 +18,9 @@ Two kinds of graph, chosen by what the model carries:
   ``prediction`` ``[N, 1]`` ``tensor(double)`` in the target's units.
   A graph cannot refuse a row, so a row ``fastnn predict`` would refuse or leave blank
   (a missing cell in a model trained without ``--missing mean``, a category not seen
-  in training) gets NaN probabilities (and predictions); its ``label`` is ``""`` for a
-  text target and meaningless for a numeric one.
+  in training, unless exported with ``unknown="ignore"``) gets NaN probabilities (and
+  predictions); its ``label`` is ``""`` for a text target and meaningless for a
+  numeric one.
 
 The graph uses the default ONNX domain only, at opset :data:`OPSET` (19: the first
 with string ``Equal``), so onnxruntime 1.15 and later run it. Computation follows
@@ -41,6 +42,8 @@ OPSET = 19
 #: ONNX IR version written (onnxruntime >= 1.15 reads it)
 IR_VERSION = 9
 _PREP_KIND = "fastnn.Preprocessor"
+#: what the graph does with a category not seen in training (see :func:`to_onnx`)
+UNKNOWN_MODES = ("error", "ignore")
 
 
 def _require_onnx():
@@ -207,7 +210,7 @@ def _feature_block(g: _Graph, spec: dict, mean, scale, impute: bool) -> str:
         unknown = g.op("And", unseen, g.op("Not", missing))
     z = g.op("Div", g.op("Sub", x, g.const(mean)), g.const(scale))
     z = g.op("Where", missing, g.const(np.array(0.0 if impute else np.nan)), z)
-    if unknown is not None:
+    if unknown is not None and g.unknown == "error":
         z = g.op("Where", unknown, g.const(np.array(np.nan)), z)
     return z
 
@@ -291,9 +294,10 @@ def _task(state: dict) -> str:
     return task
 
 
-def _cli_graph(onnx, model):
+def _cli_graph(onnx, model, unknown: str):
     state = _check_state(model.preprocessing)
     g = _Graph(onnx, model)
+    g.unknown = unknown
     elem = _elem_type(onnx, model.dtype)
     out = _network(g, model, _features(g, state, model))
     task = _task(state)
@@ -323,24 +327,31 @@ def _target_scaling(state: dict):
 
 
 # --------------------------------------------------------------------------- public
-def to_onnx(model):
+def to_onnx(model, unknown: str = "error"):
     """The ONNX ``ModelProto`` of ``model`` (see the module docstring for its inputs
-    and outputs). Raises :class:`ConfigError` for a model ONNX cannot express."""
+    and outputs). Raises :class:`ConfigError` for a model ONNX cannot express.
+
+    ``unknown`` (models with preprocessing): a category not seen in training gives NaN
+    probabilities ("error", as ``fastnn predict`` refuses it) or the all-zeros one-hot
+    row ("ignore", as ``fastnn predict --unknown ignore``)."""
     onnx = _require_onnx()
+    if unknown not in UNKNOWN_MODES:
+        raise ConfigError(f"unknown must be one of {', '.join(UNKNOWN_MODES)}; got {unknown!r}")
     _check_exportable(model)
     if getattr(model, "preprocessing", None) is None:
         return _library_graph(onnx, model)
-    return _cli_graph(onnx, model)
+    return _cli_graph(onnx, model, unknown)
 
 
-def export_onnx(model, path) -> str:
+def export_onnx(model, path, unknown: str = "error") -> str:
     """Write ``model`` (a :class:`fastnn.Sequential`, or the path of a fastnn model
-    file) to ``path`` as ONNX; returns the path. See the module docstring."""
+    file) to ``path`` as ONNX; returns the path. See the module docstring and
+    :func:`to_onnx`."""
     if isinstance(model, (str, os.PathLike)):
         from .io import load
 
         model = load(model, backend="numpy")
-    proto = to_onnx(model)
+    proto = to_onnx(model, unknown)
     from .io import atomic_write_bytes
 
     atomic_write_bytes(path, proto.SerializeToString())

@@ -103,3 +103,15 @@ def test_dask_local_cluster_scores_partitions(churn_model, monkeypatch, tmp_path
     written = dd.read_parquet(tmp_path / "scores").compute()
     pd.testing.assert_frame_equal(written, expected, check_index_type=False)
     assert set(pids) <= workers and os.getpid() not in workers and len(workers) == 2
+
+
+def test_unseen_category(churn_model):
+    model, df, _ = churn_model
+    rows = df.iloc[:3].assign(Geography=["France", "Narnia", "Spain"])
+    with pytest.raises(DataError, match="Narnia"):
+        predict_frame(rows, model)
+    if not hasattr(fastnn.data.Preprocessor, "output_columns"):
+        pytest.skip("unknown='ignore' arrives with the multi-class/regression Preprocessor")
+    got = predict_frame(rows, model, unknown="ignore")
+    as_france = predict_frame(rows.assign(Geography=["France"] * 3), model)  # the reference
+    assert got["Exited_prob"].iloc[1] == as_france["Exited_prob"].iloc[1]

@@ -210,6 +210,13 @@ def test_rows_predict_would_refuse_get_nan(tmp_path):
     label, P = sess.run(["label", "probabilities"], _feeds(sess, rows))
     assert np.isfinite(P[0]).all() and label[0] in ("yes", "no")
     assert np.isnan(P[1:]).all() and list(label[1:]) == ["", ""]  # missing age; unseen Berlin
+    # --unknown ignore: the unseen city scores as the all-zeros one-hot row (as predict does)
+    res = run("export", tmp_path / "model.safetensors", tmp_path / "i.onnx", "--unknown", "ignore")
+    assert res.exit_code == 0, res.stderr
+    _, P2 = _session(tmp_path / "i.onnx").run(["label", "probabilities"], _feeds(sess, rows))
+    as_oslo = _feeds(sess, rows.assign(city=["Oslo"] * 3))  # Oslo: the reference category
+    _, P3 = sess.run(["label", "probabilities"], as_oslo)
+    assert np.isnan(P2[1]).all() and np.allclose(P2[2], P3[2])
 
 
 # --------------------------------------------------------------------------- state v2
