@@ -73,6 +73,7 @@ def _partition_pid(part):
     return pd.DataFrame({"pid": [os.getpid()]}, index=part.index[:1])
 
 
+@pytest.mark.slow
 def test_dask_local_cluster_scores_partitions(churn_model, monkeypatch, tmp_path):
     """Two worker processes on loopback; the model goes to them by pickle."""
     dd = pytest.importorskip("dask.dataframe")

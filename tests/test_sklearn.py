@@ -73,7 +73,7 @@ def test_feature_names_and_string_labels(churn):
         clf.predict(num[num.columns[::-1]])
 
 
-@pytest.mark.parametrize("n_jobs", [1, 2])
+@pytest.mark.parametrize("n_jobs", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_grid_search(churn, n_jobs):
     X, y = churn
     grid = GridSearchCV(
