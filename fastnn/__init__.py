@@ -27,6 +27,21 @@ from .layers import Sequential
 
 __version__ = "0.1.0"
 
+
+def export_onnx(model, path, unknown: str = "error") -> str:
+    """Write a model (or a model file) as ONNX; see :mod:`fastnn.onnx` (extra "onnx")."""
+    from .onnx import export_onnx as _export_onnx
+
+    return _export_onnx(model, path, unknown)
+
+
+def predict_frame(df, model, **kwargs):
+    """Score a pandas DataFrame (one Dask partition); see :func:`fastnn.frame.predict_frame`."""
+    from .frame import predict_frame as _predict_frame
+
+    return _predict_frame(df, model, **kwargs)
+
+
 __all__ = [
     "Backend",
     "Sequential",
@@ -36,6 +51,7 @@ __all__ = [
     "callbacks",
     "data",
     "errors",
+    "export_onnx",
     "get_backend",
     "initializers",
     "layers",
@@ -43,6 +59,7 @@ __all__ = [
     "losses",
     "metrics",
     "optimizers",
+    "predict_frame",
     "save",
     "set_backend",
     "set_seed",

@@ -504,6 +504,41 @@ def predict(model_path, csv, out_path):
         )
 
 
+# --------------------------------------------------------------------------- export
+@main.command(context_settings=_CONTEXT)
+@click.argument("model_path", metavar="MODEL")
+@click.argument("out_path", metavar="OUT.onnx")
+@click.option(
+    "--unknown",
+    default="error",
+    show_default=True,
+    type=click.Choice(["error", "ignore"]),
+    help="A category not seen in training: NaN probabilities (error), or all-zero one-hot.",
+)
+def export(model_path, out_path, unknown):
+    """Write MODEL (a .safetensors file) as ONNX to OUT.onnx (needs the onnx extra).
+
+    A model from `fastnn train --out` keeps its preprocessing inside the graph: one
+    input per raw column ([N, 1]: text as string, numbers as float with NaN for a
+    missing cell) and the outputs label + probabilities (classifiers) or prediction
+    (regression, in the target's units). Other models take one float input X [N, d].
+    """
+    import fastnn
+    from fastnn.onnx import OPSET, to_onnx
+
+    from .io import atomic_write_bytes
+
+    model = fastnn.load(model_path, backend="numpy")
+    proto = to_onnx(model, unknown)
+    folder = os.path.dirname(os.path.abspath(out_path))
+    if not os.path.isdir(folder):
+        raise ConfigError(f"cannot write {out_path!r}: folder {folder!r} does not exist")
+    atomic_write_bytes(out_path, proto.SerializeToString())
+    inputs = ", ".join(i.name for i in proto.graph.input)
+    outputs = ", ".join(o.name for o in proto.graph.output)
+    click.echo(f"wrote {out_path} (ONNX opset {OPSET}; inputs: {inputs}; outputs: {outputs})")
+
+
 # --------------------------------------------------------------------------- info
 def _dist_version(module: str) -> str:
     from importlib import metadata

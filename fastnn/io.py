@@ -170,6 +170,12 @@ def atomic_write_bytes(path, data: bytes) -> None:
 
 def save(model, path, preprocessing: dict | None = None) -> None:
     """Save ``model`` (architecture, weights, optional preprocessing state) to ``path``."""
+    atomic_write_bytes(path, model_to_bytes(model, preprocessing))
+
+
+def model_to_bytes(model, preprocessing: dict | None = None) -> bytes:
+    """The bytes :func:`save` writes: a safetensors file (weights as tensors; the
+    architecture, format version and preprocessing state as JSON in its header)."""
     from safetensors.numpy import save as st_save
 
     model._require_built()
@@ -187,7 +193,7 @@ def save(model, path, preprocessing: dict | None = None) -> None:
     prep = preprocessing if preprocessing is not None else getattr(model, "preprocessing", None)
     if prep is not None:
         meta["preprocessing"] = json.dumps(prep)
-    atomic_write_bytes(path, st_save(tensors, metadata=meta))
+    return st_save(tensors, metadata=meta)
 
 
 def _read_checked(path) -> bytes:
@@ -220,39 +226,44 @@ def _read_checked(path) -> bytes:
 
 def read_file(path):
     """Return ``(metadata, tensors)`` of a fastnn model file, with clear errors."""
+    return _parse(_read_checked(path), repr(os.fspath(path)))
+
+
+def _parse(data: bytes, name: str):
+    """``(metadata, tensors)`` of the safetensors bytes ``data``; ``name`` (already
+    quoted) says where they came from in error messages."""
     from safetensors import SafetensorError
     from safetensors.numpy import load as st_load
 
-    data = _read_checked(path)
+    if len(data) < 8:
+        raise ModelFileError(f"{name} is truncated ({len(data)} bytes)")
     (n,) = struct.unpack("<Q", data[:8])
+    if n > MAX_HEADER_BYTES or 8 + n > len(data):
+        raise ModelFileError(f"{name} is not a fastnn model: bad or truncated header")
     try:
         header = json.loads(data[8 : 8 + n])
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ModelFileError(
-            f"{os.fspath(path)!r} is not a safetensors file (bad header)"
-        ) from None
+        raise ModelFileError(f"{name} is not a safetensors file (bad header)") from None
     if not isinstance(header, dict):
-        raise ModelFileError(
-            f"{os.fspath(path)!r} is not a safetensors file (header is not an object)"
-        )
+        raise ModelFileError(f"{name} is not a safetensors file (header is not an object)")
     meta = header.get("__metadata__") or {}
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ModelFileError(f"{os.fspath(path)!r} is a safetensors file but not a fastnn model")
+        raise ModelFileError(f"{name} is a safetensors file but not a fastnn model")
     try:
         version = int(meta.get("format_version", "0"))
     except ValueError:
         raise ModelFileError(
-            f"{os.fspath(path)!r} has a bad format_version {meta.get('format_version')!r}"
+            f"{name} has a bad format_version {meta.get('format_version')!r}"
         ) from None
     if version > FORMAT_VERSION:
         raise ModelFileError(
-            f"{os.fspath(path)!r} was written by a newer fastnn (format {version}; this version "
+            f"{name} was written by a newer fastnn (format {version}; this version "
             f"reads up to {FORMAT_VERSION}); upgrade fastnn to load it"
         )
     try:
         tensors = st_load(data)
     except (SafetensorError, ValueError, OverflowError) as exc:
-        raise ModelFileError(f"{os.fspath(path)!r} is corrupt: {exc}") from None
+        raise ModelFileError(f"{name} is corrupt: {exc}") from None
     return meta, tensors
 
 
@@ -260,24 +271,42 @@ def load(path, backend=None):
     """Load a model saved by :func:`save`. Its ``preprocessing`` attribute holds the CLI's
     preprocessing state (or None). Raises :class:`ModelFileError` on any bad file."""
     from .backends import get_backend
-    from .layers.sequential import Sequential
 
     backend = get_backend(backend)  # a bad backend is the caller's error, not the file's
     meta, tensors = read_file(path)
-    p = os.fspath(path)
+    return _build(meta, tensors, repr(os.fspath(path)), backend)
+
+
+def model_from_bytes(data: bytes, backend=None, name: str = "model bytes"):
+    """Rebuild a model from :func:`model_to_bytes` output, with the checks of
+    :func:`load`: JSON and raw numbers are parsed, nothing is unpickled, imported or
+    evaluated. Raises :class:`ModelFileError` on bad bytes."""
+    from .backends import get_backend
+
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ModelFileError(f"{name} must be bytes, got {type(data).__name__}")
+    backend = get_backend(backend)
+    meta, tensors = _parse(bytes(data), name)
+    return _build(meta, tensors, name, backend)
+
+
+def _build(meta, tensors, p: str, backend):
+    """A built model from parsed metadata and tensors; ``p`` names the source."""
+    from .layers.sequential import Sequential
+
     try:
         arch = json.loads(meta["architecture"])
         prep = json.loads(meta["preprocessing"]) if "preprocessing" in meta else None
     except (KeyError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"{p!r} has a missing or broken architecture: {exc}") from None
+        raise ModelFileError(f"{p} has a missing or broken architecture: {exc}") from None
     try:
         model = Sequential.from_config(arch, backend=backend)
     except ModelFileError:
         raise
     except Exception as exc:
-        raise ModelFileError(f"{p!r} describes an invalid model: {exc}") from None
+        raise ModelFileError(f"{p} describes an invalid model: {exc}") from None
     if not model.built:
-        raise ModelFileError(f"{p!r} does not record the model's input width")
+        raise ModelFileError(f"{p} does not record the model's input width")
     weights = []
     expected = {}
     for i, layer in enumerate(model.layers):
@@ -285,20 +314,18 @@ def load(path, backend=None):
             key = f"layers.{i}.{pname}"
             expected[key] = tuple(shape)
             if key not in tensors:
-                raise ModelFileError(f"{p!r} lacks tensor {key!r} required by its architecture")
+                raise ModelFileError(f"{p} lacks tensor {key!r} required by its architecture")
             t = tensors[key]
             if tuple(t.shape) != tuple(shape):
                 raise ModelFileError(
-                    f"{p!r}: tensor {key!r} has shape {tuple(t.shape)}, the architecture needs {tuple(shape)}"
+                    f"{p}: tensor {key!r} has shape {tuple(t.shape)}, the architecture needs {tuple(shape)}"
                 )
             if t.dtype.kind != "f" or not np.isfinite(t).all():
-                raise ModelFileError(
-                    f"{p!r}: tensor {key!r} holds NaN, infinite or non-float values"
-                )
+                raise ModelFileError(f"{p}: tensor {key!r} holds NaN, infinite or non-float values")
             weights.append(t)
     extra = sorted(set(tensors) - set(expected))
     if extra:
-        raise ModelFileError(f"{p!r} has tensors the architecture does not use: {extra[:5]}")
+        raise ModelFileError(f"{p} has tensors the architecture does not use: {extra[:5]}")
     model.set_weights(weights)
     model.preprocessing = prep
     return model

@@ -16,6 +16,7 @@ compiles a whole epoch sees the model as a few flat arrays.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 import warnings
@@ -763,6 +764,46 @@ class Sequential:
         return (
             f"Sequential({self.layers!r}, dtype={self.dtype.name!r}, backend={self.backend.name!r})"
         )
+
+    # ------------------------------------------------------------------ pickling
+    # Pickle (joblib, Dask, multiprocessing) moves a model as the bytes of its model file:
+    # the state is ``{"safetensors": bytes}`` (built) or ``{"config": JSON}`` (unbuilt),
+    # and unpickling parses JSON and raw numbers only (fastnn.io.model_from_bytes), so no
+    # object of the payload's choosing is rebuilt. Like a model file, the optimizer's
+    # moments and the training history are not carried.
+    def __getstate__(self) -> dict:
+        """``{"safetensors": bytes, "backend": name}``, or the JSON config if unbuilt."""
+        from ..io import model_to_bytes
+
+        if self.built:
+            return {"safetensors": model_to_bytes(self), "backend": self.backend.name}
+        return {"config": json.dumps(self.get_config()), "backend": self.backend.name}
+
+    def __setstate__(self, state: dict) -> None:
+        """Rebuild from :meth:`__getstate__` (on the same backend if it works here)."""
+        from ..errors import ModelFileError
+        from ..io import model_from_bytes
+
+        if not isinstance(state, dict) or not ({"safetensors", "config"} & set(state)):
+            raise ModelFileError("not a pickled fastnn model: expected safetensors bytes")
+        backend = state.get("backend")
+        backend = get_backend(backend if isinstance(backend, str) else None, fallback=True)
+        if "safetensors" in state:
+            model = model_from_bytes(state["safetensors"], backend, "pickled model")
+        else:
+            try:
+                model = Sequential.from_config(json.loads(state["config"]), backend=backend)
+            except Exception as exc:
+                raise ModelFileError(f"pickled model has a broken config: {exc}") from None
+        self.__dict__.update(model.__dict__)
+
+    def __dask_tokenize__(self):
+        """A deterministic Dask token: the hash of the pickled state."""
+        import hashlib
+
+        state = self.__getstate__()
+        blob = state.get("safetensors") or state["config"].encode()
+        return ("fastnn.Sequential", state["backend"], hashlib.sha256(blob).hexdigest())
 
 
 def _positive_int(name: str, value) -> int:
