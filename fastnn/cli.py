@@ -675,6 +675,14 @@ def _test_line(test: dict) -> str:
     type=click.FloatRange(0, 1, min_open=True, max_open=True),
     help="Rows held out for the final test (never seen by the search).",
 )
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    help="Most epochs per fold; early stopping picks fewer (default: 100 for the bundled data).",
+)
+@click.option(
+    "--patience", type=click.IntRange(min=1), help="Early-stopping patience (default: 10)."
+)
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1))
 @click.option(
     "--backend",
@@ -700,6 +708,8 @@ def tune_command(
     storage,
     study_name,
     test_size,
+    epochs,
+    patience,
     seed,
     backend,
     missing,
@@ -731,6 +741,8 @@ def tune_command(
     _make_out_dir(out_dir)
     d = _split_data(csv, target, drop, missing, test_size, seed)
     config, budget = tuning.default_config("tutorial" if csv is None else "csv")
+    budget["max_epochs"] = epochs or budget["max_epochs"]
+    budget["patience"] = patience or budget["patience"]
     jobs = jobs or tuning.cpu_count()
     say(
         f"data: {d.source}: {len(d.y_tr):,} training rows ({folds}-fold cross-validation), "

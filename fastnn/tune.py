@@ -467,24 +467,35 @@ class TuneResult:
 
 
 # --------------------------------------------------------------------------- the search
-def _study(storage, study_name, seed):
+def _study(storage, study_name, seed, attempts: int = 5):
     optuna = _require("optuna")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if storage is not None and str(storage).startswith("sqlite"):
-        # several processes on one SQLite file: wait for the lock instead of failing
-        storage = optuna.storages.RDBStorage(
-            str(storage), engine_kwargs={"connect_args": {"timeout": 60}}
-        )
     if storage is None and study_name is None:
         study_name = "fastnn-tune"
-    return optuna.create_study(
-        storage=storage,
-        study_name=study_name,
-        direction="maximize",
-        sampler=_sampler(seed, 0),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0),
-        load_if_exists=True,
-    )
+    for attempt in range(attempts):
+        try:
+            return optuna.create_study(
+                storage=_storage(optuna, storage),
+                study_name=study_name,
+                direction="maximize",
+                sampler=_sampler(seed, 0),
+                pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0),
+                load_if_exists=True,
+            )
+        except Exception as exc:  # two processes creating one schema at once: try again
+            if storage is None or attempt == attempts - 1:
+                if storage is None:
+                    raise
+                msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise ConfigError(f"cannot open the study storage {storage!r}: {msg}") from None
+            time.sleep(0.2 * (attempt + 1))
+
+
+def _storage(optuna, url):
+    if url is None or not str(url).startswith("sqlite"):
+        return url
+    # several processes on one SQLite file: wait for the lock instead of failing
+    return optuna.storages.RDBStorage(str(url), engine_kwargs={"connect_args": {"timeout": 60}})
 
 
 def _sampler(seed, number):
@@ -621,12 +632,13 @@ def tune(
         "patience": int(patience),
     }
     runner = _Folds(min(jobs, n_trials * folds), state)  # before any thread starts (fork)
-    the_study = _study(storage, study, seed)
-    the_study.enqueue_trial(optuna_params(default), skip_if_exists=True)
     t0, asked, interrupted = time.perf_counter(), 0, False
     in_flight: deque = deque()
-    bar = _progress(n_trials, progress)
+    bar = None
     try:
+        the_study = _study(storage, study, seed)
+        the_study.enqueue_trial(optuna_params(default), skip_if_exists=True)
+        bar = _progress(n_trials, progress)
         while True:
             while len(in_flight) < IN_FLIGHT and asked < n_trials:
                 if timeout is not None and time.perf_counter() - t0 > timeout:
