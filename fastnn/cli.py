@@ -765,6 +765,7 @@ def tune_command(
         seed=seed,
         default=config,
         backend=backend,
+        n_outputs=d.n_outputs,
         progress=not quiet,
         **budget,
     )

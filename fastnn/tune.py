@@ -123,7 +123,7 @@ class Space:
     units: tuple = (4, 64)
     lr: tuple = (1e-4, 3e-2)
     batch_sizes: tuple = (32, 64, 128, 256)
-    dropout: tuple = (0.0, 0.5)
+    dropouts: tuple = (0.0, 0.1, 0.2, 0.3)
     weight_decays: tuple = (0.0, 1e-5, 1e-4, 1e-3)
     activations: tuple = ("relu", "tanh")
 
@@ -142,7 +142,7 @@ class Space:
             units=span(self.units, *hidden),
             lr=span(self.lr, config["lr"]),
             batch_sizes=choices(self.batch_sizes, config["batch_size"]),
-            dropout=span(self.dropout, config["dropout"]),
+            dropouts=choices(self.dropouts, config["dropout"]),
             weight_decays=choices(self.weight_decays, config["weight_decay"]),
             activations=choices(self.activations, config["activation"]),
         )
@@ -155,7 +155,7 @@ class Space:
             "activation": trial.suggest_categorical("activation", list(self.activations)),
             "lr": trial.suggest_float("lr", *self.lr, log=True),
             "batch_size": trial.suggest_categorical("batch_size", list(self.batch_sizes)),
-            "dropout": trial.suggest_float("dropout", *self.dropout),
+            "dropout": trial.suggest_categorical("dropout", list(self.dropouts)),
             "weight_decay": trial.suggest_categorical("weight_decay", list(self.weight_decays)),
         }
 
@@ -586,6 +586,7 @@ def tune(
     max_epochs: int = 100,
     patience: int = 10,
     backend: str | None = None,
+    n_outputs: int | None = None,
     progress: bool = False,
 ) -> TuneResult:
     """Search for a better network with cross-validation; returns a :class:`TuneResult`.
@@ -607,6 +608,7 @@ def tune(
         space: the :class:`Space` to sample.
         max_epochs, patience: early stopping on each fold's validation loss.
         backend: training backend (default: the CPU one ``auto`` picks).
+        n_outputs: classes of a multiclass target (default: ``y.max() + 1``).
         progress: a progress bar over trials with the best so far.
     """
     _check_task(task)
@@ -625,7 +627,7 @@ def tune(
         "X": X,
         "y": y.astype(np.int64) if task != "regression" else y.astype(np.float32),
         "task": task,
-        "n_outputs": int(y.max()) + 1 if task == "multiclass" else 1,
+        "n_outputs": n_outputs or (int(y.max()) + 1 if task == "multiclass" else 1),
         "folds": fold_indices(y, task, folds, seed),
         "backend": _cpu_backend(backend),
         "max_epochs": int(max_epochs),
