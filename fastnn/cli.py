@@ -649,8 +649,20 @@ def _test_line(test: dict) -> str:
 @click.argument("csv", required=False)
 @click.option("--target", "-t", help="Target column. Required with a CSV.")
 @click.option("--drop", multiple=True, metavar="COL", help="Column to ignore; repeat or COL1,COL2.")
-@click.option("--trials", default=20, show_default=True, type=click.IntRange(min=1))
-@click.option("--folds", default=5, show_default=True, type=click.IntRange(min=2))
+@click.option(
+    "--trials",
+    default=20,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Trials this process runs (with --storage: adds to the study).",
+)
+@click.option(
+    "--folds",
+    default=5,
+    show_default=True,
+    type=click.IntRange(min=2),
+    help="Cross-validation folds.",
+)
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
@@ -683,7 +695,13 @@ def _test_line(test: dict) -> str:
 @click.option(
     "--patience", type=click.IntRange(min=1), help="Early-stopping patience (default: 10)."
 )
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1))
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 2**32 - 1),
+    help="Seeds the test split, the folds, the sampler and every training.",
+)
 @click.option(
     "--backend",
     default=None,

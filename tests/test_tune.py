@@ -252,3 +252,29 @@ def test_two_processes_share_one_sqlite_study(csv_path, tmp_path):
         tune_json = json.loads((tmp_path / f"p{i}" / "tune.json").read_text())
         assert tune_json["best"]["number"] in {t.number for t in finished}
         assert (tmp_path / f"p{i}" / "model.safetensors").is_file()
+
+
+def test_benchmark_maps_trials_to_scikit_learn_configurations():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "tune_bench.py"
+    spec = importlib.util.spec_from_file_location("tune_bench", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    trials = [{"params": {**tuning.tutorial_config(), "weight_decay": 1e-4, "batch_size": 64}}]
+    trials.append({"params": {**tuning.tutorial_config(), "hidden": [8], "activation": "tanh"}})
+    grid = bench.sklearn_grid(trials)
+    assert grid[0] == {
+        "hidden_layer_sizes": [(6, 6)],
+        "activation": ["relu"],
+        "learning_rate_init": [0.001],
+        "batch_size": [64],
+        "alpha": [pytest.approx(64e-4)],
+    }
+    assert grid[1]["hidden_layer_sizes"] == [(8,)] and grid[1]["activation"] == ["tanh"]
+    from sklearn.model_selection import ParameterSampler
+
+    # one-point grids are sampled without replacement: exactly these configurations
+    drawn = list(ParameterSampler(grid, n_iter=2, random_state=0))
+    assert sorted(d["hidden_layer_sizes"] for d in drawn) == [(6, 6), (8,)]
