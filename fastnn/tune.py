@@ -298,6 +298,16 @@ def run_fold(config: dict, fold: int, seed: int) -> dict:
     return {"score": score(task, y[te], P), "epochs": best, "seconds": time.perf_counter() - t0}
 
 
+def _warm_up(state: dict) -> None:
+    """One tiny training of the default network, so the kernels it loads are loaded."""
+    _init_worker(state, in_child=False)
+    rows = np.arange(min(64, len(state["y"])))
+    _W["folds"] = [(rows, rows, rows)]
+    _W["max_epochs"] = 1
+    run_fold(tutorial_config(), 0, 0)
+    _W.clear()
+
+
 class _Now:
     """A fold run in this process when its result is asked for (jobs=1)."""
 
@@ -320,6 +330,8 @@ class _Folds:
             # fork: the workers inherit the data and the loaded kernels (no re-import);
             # spawn where fork is unsafe (macOS, Windows)
             method = "fork" if sys.platform.startswith("linux") else "spawn"
+            if method == "fork":  # load the compiled kernels once, here, for every worker
+                _warm_up(state)
             self.pool = ProcessPoolExecutor(
                 jobs, mp_context=mp.get_context(method), initializer=_init_worker, initargs=(state,)
             )
