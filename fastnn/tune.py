@@ -95,7 +95,8 @@ def default_config(preset: str = "tutorial") -> tuple[dict, dict]:
     """``(config, training)``: trial 0's configuration and the early-stopping budget
     (``max_epochs``, ``patience``) of the CLI's defaults, for ``preset`` "tutorial" (the
     bundled churn data) or "csv" (a user's table). Read from :mod:`fastnn.defaults`
-    where it exists; else the tutorial's settings (the ``fastnn train`` defaults)."""
+    where it exists; else the tutorial's settings (the ``fastnn train`` defaults). The
+    search always trains with Adam, at the preset's learning rate."""
     if preset not in ("tutorial", "csv"):
         raise ConfigError(f"preset must be 'tutorial' or 'csv', got {preset!r}")
     try:
@@ -109,7 +110,7 @@ def default_config(preset: str = "tutorial") -> tuple[dict, dict]:
         "lr": d.lr,
         "batch_size": d.batch_size,
         "dropout": d.dropout,
-        "weight_decay": d.weight_decay,
+        "weight_decay": d.weight_decay or 0.0,  # None: Adam's own default, 0
     }
     return config, {"max_epochs": d.epochs, "patience": d.patience or 10}
 
