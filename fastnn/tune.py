@@ -649,7 +649,7 @@ def tune(
     runner = _Folds(min(jobs, n_trials * folds), state)  # before any thread starts (fork)
     t0, asked, interrupted = time.perf_counter(), 0, False
     in_flight: deque = deque()
-    bar = None
+    bar = the_study = None
     try:
         the_study = _study(storage, study, seed)
         the_study.enqueue_trial(optuna_params(default), skip_if_exists=True)
@@ -666,6 +666,8 @@ def tune(
             in_flight.popleft()
             _tick(bar, the_study)
     except KeyboardInterrupt:
+        if the_study is None:  # nothing ran yet: nothing to keep
+            raise
         interrupted = True
         _abandon(the_study, in_flight)
     finally:

@@ -278,3 +278,22 @@ def test_benchmark_maps_trials_to_scikit_learn_configurations():
     # one-point grids are sampled without replacement: exactly these configurations
     drawn = list(ParameterSampler(grid, n_iter=2, random_state=0))
     assert sorted(d["hidden_layer_sizes"] for d in drawn) == [(6, 6), (8,)]
+
+
+def test_ctrl_c_keeps_the_finished_trials(monkeypatch):
+    X, y = blobs(n=120)
+    calls = []
+    real = tuning.run_fold
+
+    def interrupt_on_the_fifth_fold(*args):
+        calls.append(args)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(tuning, "run_fold", interrupt_on_the_fifth_fold)
+    result = fastnn.tune(X, y, "binary", n_trials=6, folds=2, jobs=1, **SMALL)
+    assert result.interrupted
+    states = [t["state"] for t in result.trials]
+    assert states[:2] == ["COMPLETE", "COMPLETE"] and set(states[2:]) == {"FAIL"}
+    assert result.trials[2]["error"] == "interrupted" and result.best["number"] in (0, 1)
