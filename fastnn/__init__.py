@@ -10,6 +10,8 @@
 Switch device in one line: ``fastnn.set_backend("numba")``, ``with
 fastnn.use_backend("cupy"): ...``, ``FASTNN_BACKEND=numpy``, or ``model.to("cupy")``.
 Only NumPy is needed to import fastnn; Numba and CuPy are optional.
+``fastnn.tune`` (Optuna, extra "tune"), ``fastnn.permutation_importance`` and
+``fastnn.bootstrap_ci`` load their modules on first use.
 """
 
 from . import callbacks, data, errors, initializers, layers, losses, metrics, optimizers
@@ -42,12 +44,31 @@ def predict_frame(df, model, **kwargs):
     return _predict_frame(df, model, **kwargs)
 
 
+#: public names whose modules load on first use: name -> (module, attribute or None)
+_LAZY = {
+    "tune": ("fastnn.tune", None),
+    "permutation_importance": ("fastnn.explain", "permutation_importance"),
+    "bootstrap_ci": ("fastnn.explain", "bootstrap_ci"),
+}
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'fastnn' has no attribute {name!r}")
+    import importlib
+
+    module, attr = _LAZY[name]
+    mod = importlib.import_module(module)
+    return mod if attr is None else getattr(mod, attr)
+
+
 __all__ = [
     "Backend",
     "Sequential",
     "__version__",
     "available_backends",
     "backend_status",
+    "bootstrap_ci",
     "callbacks",
     "data",
     "errors",
@@ -59,9 +80,11 @@ __all__ = [
     "losses",
     "metrics",
     "optimizers",
+    "permutation_importance",
     "predict_frame",
     "save",
     "set_backend",
     "set_seed",
+    "tune",
     "use_backend",
 ]

@@ -1,4 +1,4 @@
-"""The ``fastnn`` command: ``train``, ``predict``, ``info`` and ``bench``.
+"""The ``fastnn`` command: ``train``, ``predict``, ``info``, ``bench``, ``tune``, ``explain``.
 
 Errors a user can cause (a bad path, an unknown column, a bad flag value, anything fastnn
 raises on purpose) print one line on stderr, ``fastnn: error: ...``, and exit with code
@@ -649,6 +649,374 @@ def bench_command(**options):
     from .bench.command import main as run_bench
 
     run_bench(**options)
+
+
+# --------------------------------------------------------------------------- tune
+def _make_out_dir(out_dir) -> None:
+    """Create --out (before any work, so a bad folder fails at once)."""
+    if out_dir is None:
+        return
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ConfigError(f"--out {out_dir!r} exists and is not a folder")
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create the --out folder {out_dir!r}: {exc.strerror or exc}"
+        ) from None
+
+
+def _split_data(csv, target, drop, missing, test_size, seed):
+    """The data path of `fastnn train`: the CSV (or the bundled churn data), the
+    Preprocessor fitted on every row's kinds and the training rows' statistics, and the
+    train/test split. The task comes from the Preprocessor where it has one."""
+    from types import SimpleNamespace
+
+    from . import data
+
+    if csv is None:
+        df = data.load_churn()
+        target = target or data.CHURN_TARGET
+        drop_cols = _split_drop(drop, df.columns) if drop else list(data.CHURN_DROP)
+    else:
+        df = data.read_csv(csv)
+        if not target:
+            raise click.UsageError(
+                f"--target is required with a CSV; columns are: {', '.join(map(str, df.columns))}"
+            )
+        drop_cols = _split_drop(drop, df.columns)
+    prep = data.Preprocessor(target=target, drop=drop_cols, missing=missing)
+    train_idx, test_idx = data.split_indices(len(df), test_size, seed)
+    prep.fit(df, train_rows=train_idx)
+    X_tr, y_tr = prep.transform(df.iloc[train_idx])
+    X_te, y_te = prep.transform(df.iloc[test_idx])
+    if len(y_te) == 0:
+        raise FastnnError("no test rows are left after dropping rows with missing cells")
+    task = getattr(prep, "task", None) or "binary"
+    n_out = getattr(prep, "n_outputs", None) or (len(prep.classes_) if task == "multiclass" else 1)
+    source = df.attrs.get(data.loading.ATTR_SOURCE, csv)
+    return SimpleNamespace(
+        df=df,
+        source=source,
+        target=target,
+        drop=drop_cols,
+        prep=prep,
+        task=task,
+        n_outputs=n_out,
+        X_tr=X_tr,
+        y_tr=y_tr,
+        X_te=X_te,
+        y_te=y_te,
+    )
+
+
+def _evaluate_split(model, d, seed) -> dict:
+    """metrics.json's train and test parts, as `fastnn train` writes them, with 95%
+    bootstrap intervals on the test metrics."""
+    import numpy as np
+
+    from .explain import add_intervals
+    from .metrics import confusion_matrix, roc_auc
+    from .tune import score
+
+    train = {**model.evaluate(d.X_tr, d.y_tr), "rows": len(d.y_tr)}
+    test = {**model.evaluate(d.X_te, d.y_te), "rows": len(d.y_te)}
+    P = model.predict(d.X_te)
+    if d.task == "binary":
+        test["auc"] = roc_auc(d.y_te, P[:, 0])
+    elif d.task == "regression":
+        test["r2"] = score("regression", d.y_te, P)
+    if d.task != "regression":
+        pred = (P[:, 0] >= 0.5) if d.task == "binary" else P.argmax(axis=1)
+        test["confusion_matrix"] = confusion_matrix(d.y_te, pred, n_classes=max(d.n_outputs, 2))
+        test["confusion_matrix_labels"] = d.prep.classes_
+    add_intervals(test, d.y_te, P if d.task == "multiclass" else P[:, 0], d.task, seed=seed)
+    return {"train": train, "test": test, "P": np.asarray(P)}
+
+
+def _test_line(test: dict) -> str:
+    from .explain import format_ci
+
+    labels = (("accuracy", "accuracy"), ("auc", "ROC AUC"), ("r2", "R2"), ("loss", "loss"))
+    parts = [
+        format_ci(label, test[k], test[f"{k}_ci"], 4)
+        if f"{k}_ci" in test
+        else f"{label} {_fmt(test[k])}"
+        for k, label in labels
+        if k in test
+    ]
+    return "test " + "   ".join(parts) + f"   ({test['rows']:,} rows)"
+
+
+@main.command("tune", context_settings=_CONTEXT)
+@click.argument("csv", required=False)
+@click.option("--target", "-t", help="Target column. Required with a CSV.")
+@click.option("--drop", multiple=True, metavar="COL", help="Column to ignore; repeat or COL1,COL2.")
+@click.option(
+    "--trials",
+    default=20,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Trials this process runs (with --storage: adds to the study).",
+)
+@click.option(
+    "--folds",
+    default=5,
+    show_default=True,
+    type=click.IntRange(min=2),
+    help="Cross-validation folds.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="S",
+    help="Start no trial after S seconds.",
+)
+@click.option(
+    "--jobs",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Worker processes (0: every core).",
+)
+@click.option(
+    "--storage", metavar="URL", help="Optuna storage shared by processes, e.g. sqlite:///study.db."
+)
+@click.option("--study", "study_name", metavar="NAME", help="Study name in --storage.")
+@click.option(
+    "--test-size",
+    default=0.2,
+    show_default=True,
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    help="Rows held out for the final test (never seen by the search).",
+)
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    help="Most epochs per fold; early stopping picks fewer (default: 100 for the bundled data).",
+)
+@click.option(
+    "--patience", type=click.IntRange(min=1), help="Early-stopping patience (default: 10)."
+)
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 2**32 - 1),
+    help="Seeds the test split, the folds, the sampler and every training.",
+)
+@click.option(
+    "--backend",
+    default=None,
+    metavar="NAME",
+    help="numpy or numba (default: the CPU one auto picks).",
+)
+@click.option(
+    "--missing", default="error", show_default=True, type=click.Choice(["error", "drop", "mean"])
+)
+@click.option(
+    "--out", "out_dir", metavar="DIR", help="Write tune.json, tune.png and the refit model here."
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def tune_command(
+    csv,
+    target,
+    drop,
+    trials,
+    folds,
+    timeout,
+    jobs,
+    storage,
+    study_name,
+    test_size,
+    epochs,
+    patience,
+    seed,
+    backend,
+    missing,
+    out_dir,
+    quiet,
+):
+    """Search for a better network on CSV (default: the bundled churn data).
+
+    Cross-validates each trial (stratified K-fold on the training rows; early stopping
+    on part of each fold's training rows) and scores it by ROC AUC, accuracy or R2.
+    Trial 0 is the default configuration. The best one is refit on all training rows,
+    tested on the held-out test rows and written like `fastnn train --out` writes a
+    run, with tune.json and tune.png beside it.
+
+    \b
+    fastnn tune --trials 20 --folds 5 --out tuned
+    fastnn tune data.csv --target y --storage sqlite:///s.db --study s1   (several processes)
+    """
+    from . import tune as tuning
+    from .io import save
+
+    if storage and not study_name:
+        raise click.UsageError("--storage needs --study NAME, so other processes can join it")
+    say = (lambda *a, **k: None) if quiet else click.echo
+    if backend is not None:
+        from .backends import resolve_backend
+
+        resolve_backend(backend)
+    _make_out_dir(out_dir)
+    d = _split_data(csv, target, drop, missing, test_size, seed)
+    config, budget = tuning.default_config("tutorial" if csv is None else "csv")
+    budget["max_epochs"] = epochs or budget["max_epochs"]
+    budget["patience"] = patience or budget["patience"]
+    jobs = jobs or tuning.cpu_count()
+    say(
+        f"data: {d.source}: {len(d.y_tr):,} training rows ({folds}-fold cross-validation), "
+        f"{len(d.y_te):,} test rows; target {d.target!r} ({d.task}); {d.prep.n_features} features"
+    )
+    say(
+        f"tune: {trials} trials x {folds} folds on {jobs} worker processes, score "
+        f"{tuning.METRIC[d.task]}; trial 0 is the {'tutorial' if csv is None else 'default'} network"
+    )
+    result = tuning.tune(
+        d.X_tr,
+        d.y_tr,
+        d.task,
+        trials,
+        folds,
+        timeout=timeout,
+        jobs=jobs,
+        storage=storage,
+        study=study_name,
+        seed=seed,
+        default=config,
+        backend=backend,
+        n_outputs=d.n_outputs,
+        progress=not quiet,
+        **budget,
+    )
+    if result.interrupted:
+        click.echo("fastnn: warning: interrupted; keeping the trials that finished", err=True)
+    if result.best is None:
+        errors = [t.get("error") for t in result.trials if t.get("error")]
+        raise FastnnError("no trial completed" + (f"; first error: {errors[0]}" if errors else ""))
+    n_state = {
+        s: sum(t["state"] == s for t in result.trials) for s in ("COMPLETE", "PRUNED", "FAIL")
+    }
+    say(
+        f"{len(result.trials)} trials in the study ({n_state['COMPLETE']} complete, "
+        f"{n_state['PRUNED']} pruned, {n_state['FAIL']} failed) in {result.seconds:.1f} s"
+    )
+    click.echo(result.table())
+    best = result.best
+    t0 = time.perf_counter()
+    model, history = result.refit(d.X_tr, d.y_tr, d.n_outputs, backend=backend)
+    seconds = time.perf_counter() - t0
+    say(
+        f"refit trial {best['number']} on all {len(d.y_tr):,} training rows: {result.refit_epochs} epochs in {seconds:.2f} s"
+    )
+    ev = _evaluate_split(model, d, seed)
+    click.echo(_test_line(ev["test"]))
+    if out_dir is None:
+        return
+    model.preprocessing = d.prep.to_dict()
+    save(model, os.path.join(out_dir, "model.safetensors"))
+    metrics = {
+        "train": ev["train"],
+        "test": ev["test"],
+        "task": d.task,
+        "target": d.target,
+        "target_mapping": d.prep.target_mapping,
+        "positive_class": d.prep.positive_class if d.task == "binary" else None,
+        "features": d.prep.feature_names_,
+        "backend": model.backend.name,
+        "training_path": model.training_path,
+        "train_seconds": seconds,
+        "epochs": len(history.epoch),
+        "settings": {
+            "csv": csv,
+            **best["params"],
+            "epochs": result.refit_epochs,
+            "test_size": test_size,
+            "seed": seed,
+            "missing": missing,
+            "drop": d.drop,
+        },
+        "tune": {"trial": best["number"], "cv_mean": best["mean"], "cv_std": best["std"]},
+    }
+    _write_json(os.path.join(out_dir, "metrics.json"), metrics)
+    _write_json(os.path.join(out_dir, "history.json"), history.history)
+    _plot_history(history.history, os.path.join(out_dir, "history.png"))
+    _write_json(os.path.join(out_dir, "tune.json"), result.to_dict())
+    result.plot(os.path.join(out_dir, "tune.png"))
+    say(
+        f"wrote {out_dir}/: model.safetensors, metrics.json, history.json, history.png, "
+        "tune.json, tune.png"
+    )
+
+
+# --------------------------------------------------------------------------- explain
+def _run_test_rows(model_path, prep):
+    """The test rows of the `fastnn train`/`tune` run that wrote MODEL (its metrics.json
+    settings: CSV, test size, seed), transformed by its Preprocessor."""
+    from . import data
+
+    metrics_path = os.path.join(os.path.dirname(os.path.abspath(model_path)), "metrics.json")
+    if not os.path.isfile(metrics_path):
+        raise ConfigError(
+            f"give DATA: there is no metrics.json beside {model_path!r} to find its test rows"
+        )
+    with open(metrics_path, encoding="utf-8") as f:
+        settings = json.load(f).get("settings") or {}
+    csv = settings.get("csv")
+    df = data.load_churn() if csv is None else data.read_csv(csv)
+    _, test_idx = data.split_indices(
+        len(df), settings.get("test_size", 0.2), settings.get("seed", 0)
+    )
+    return f"the test rows of {csv or 'the bundled churn data'}", prep.transform(df.iloc[test_idx])
+
+
+@main.command("explain", context_settings=_CONTEXT)
+@click.argument("model_path", metavar="MODEL")
+@click.argument("data_path", metavar="[DATA]", required=False)
+@click.option(
+    "--repeats",
+    default=5,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Shuffles per column.",
+)
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1))
+@click.option(
+    "--out", "out_dir", metavar="DIR", help="Folder for importance.json/png (default: MODEL's)."
+)
+def explain_command(model_path, data_path, repeats, seed, out_dir):
+    """Permutation importance of each raw input column of MODEL on DATA.
+
+    DATA is a CSV with the target column (default: the test rows of the run that wrote
+    MODEL, from its metrics.json). A one-hot encoded column is shuffled as one column.
+    Writes importance.json ({"features": [{"name", "mean", "std"}, ...]}, largest first)
+    and importance.png.
+    """
+    import fastnn
+
+    from . import data
+    from .explain import explain_to, format_importance
+
+    model = fastnn.load(model_path)
+    if model.preprocessing is None:
+        raise fastnn.errors.ModelFileError(
+            f"{model_path!r} holds no preprocessing state (it was not written by `fastnn train --out`)"
+        )
+    prep = data.Preprocessor.from_dict(model.preprocessing)
+    if data_path is None:
+        where, (X, y) = _run_test_rows(model_path, prep)
+    else:
+        where, (X, y) = data_path, prep.transform(data.read_csv(data_path), with_target=True)
+    out_dir = out_dir or os.path.dirname(os.path.abspath(model_path))
+    _make_out_dir(out_dir)
+    result = explain_to(out_dir, model, prep, X, y, n_repeats=repeats, seed=seed)
+    click.echo(
+        f"permutation importance on {where} ({len(y):,} rows, {repeats} repeats); "
+        f"{result['metric']} without shuffling: {result['baseline']:.4f}"
+    )
+    click.echo(format_importance(result))
+    click.echo(f"wrote {out_dir}/: importance.json, importance.png")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,374 @@
+"""Explanations and error bars: permutation importance and bootstrap intervals.
+
+>>> imp = fastnn.permutation_importance(model, X_test, y_test, groups=groups)  # doctest: +SKIP
+>>> imp["features"][0]                     # the column whose shuffling hurts most
+{'name': 'Age', 'mean': 0.11, 'std': 0.004}                                  # doctest: +SKIP
+>>> fastnn.bootstrap_ci("roc_auc", y_test, p_test)                       # doctest: +SKIP
+(0.846, 0.889)
+
+*Permutation importance* of a column: how much the model's score drops when that
+column's values are shuffled among the rows (the model is not retrained). A one-hot
+group is shuffled as the one raw column it came from (``groups``, derived from a
+:class:`~fastnn.data.Preprocessor` by :func:`groups_from_preprocessor`). Every shuffled
+copy of the rows is scored in one batched ``predict``.
+
+*Bootstrap interval* of a metric: the ``alpha/2`` and ``1 - alpha/2`` quantiles of the
+metric over ``n`` resamples of the rows drawn with replacement (seeded). ROC AUC,
+accuracy, log loss, MSE, RMSE, MAE and R² are computed for all resamples at once from
+the resamples' row counts; any other metric function is called once per resample.
+
+Only NumPy is needed (matplotlib for the plot).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+
+from .errors import ConfigError, ShapeError
+
+#: rows of shuffled copies scored per predict call
+_CHUNK_ROWS = 1 << 18
+_EPS = 1e-7
+
+
+# --------------------------------------------------------------------------- scores
+def _p1(P):
+    P = np.asarray(P, dtype=np.float64)
+    return P[:, 0] if P.ndim == 2 else P
+
+
+def _roc_auc(y, P):
+    from .metrics import roc_auc
+
+    return roc_auc(y, _p1(P))
+
+
+def _accuracy(y, P):
+    P = np.asarray(P)
+    y = np.asarray(y).reshape(-1)
+    pred = P.argmax(axis=1) if P.ndim == 2 and P.shape[1] > 1 else (_p1(P) >= 0.5)
+    return float((pred == y).mean())
+
+
+def _r2(y, P):
+    from .tune import r2_score
+
+    return r2_score(y, _p1(P))
+
+
+#: score functions ``f(y, P) -> float`` by name (higher is better)
+SCORES = {"roc_auc": _roc_auc, "accuracy": _accuracy, "r2": _r2}
+
+
+def task_of(model) -> str:
+    """ "binary", "multiclass" or "regression", from the model's loss (or its stored
+    preprocessing's ``task``)."""
+    task = (getattr(model, "preprocessing", None) or {}).get("task")
+    if task:
+        return task
+    name = getattr(getattr(model, "loss", None), "name", "")
+    if name == "binary_crossentropy":
+        return "binary"
+    return "multiclass" if "categorical" in name else "regression"
+
+
+def default_score(task: str) -> str:
+    """The score a task is judged by: roc_auc, accuracy or r2."""
+    return {"binary": "roc_auc", "multiclass": "accuracy"}.get(task, "r2")
+
+
+# --------------------------------------------------------------------------- importance
+def groups_from_preprocessor(prep) -> dict:
+    """``{raw column: [feature indices]}`` of a fitted Preprocessor: a numeric column is
+    one feature, a categorical one its one-hot columns (a date column its parts)."""
+    names = list(prep.feature_names_)
+    groups, j = {}, 0
+    for spec in prep.columns_:
+        c = spec["name"]
+        if spec["kind"] == "numeric":
+            width = 1
+        elif spec["kind"] == "categorical":
+            width = len(spec["categories"]) - 1
+        else:  # other encodings name their features "<column>.<part>"
+            width = 0
+            while j + width < len(names) and names[j + width].startswith(f"{c}."):
+                width += 1
+        if width > 0:
+            groups[c] = list(range(j, j + width))
+        j += width
+    if j != len(names):  # an encoding this function does not know: one group per feature
+        return {name: [i] for i, name in enumerate(names)}
+    return groups
+
+
+def _check_groups(groups, d, names):
+    if groups is None:
+        names = list(names) if names is not None else [f"x{j}" for j in range(d)]
+        if len(names) != d:
+            raise ShapeError(f"names has {len(names)} entries for {d} feature columns")
+        return {str(n): [j] for j, n in enumerate(names)}
+    out = {}
+    for name, idx in groups.items():
+        idx = [int(i) for i in np.atleast_1d(idx)]
+        bad = [i for i in idx if not 0 <= i < d]
+        if not idx or bad:
+            raise ShapeError(f"group {name!r} holds feature indices {idx}; X has {d} columns")
+        out[str(name)] = idx
+    return out
+
+
+def _score_fn(metric, task):
+    if metric is None:
+        metric = default_score(task)
+    if callable(metric):
+        return getattr(metric, "__name__", "score"), metric
+    if metric not in SCORES:
+        raise ConfigError(f"unknown score {metric!r}; choose one of {', '.join(SCORES)}")
+    return metric, SCORES[metric]
+
+
+def permutation_importance(
+    model,
+    X,
+    y,
+    groups: dict | None = None,
+    names=None,
+    metric=None,
+    n_repeats: int = 5,
+    seed: int = 0,
+) -> dict:
+    """Drop in score when each column (or group of columns) is shuffled.
+
+    Args:
+        model: anything with ``predict(X) -> (n, k)`` (a fastnn model).
+        X: features ``(n, d)``; y: targets ``(n,)`` as the score expects.
+        groups: ``{name: [feature indices]}`` shuffled together (one raw column and its
+            one-hot features); default: every feature alone, named by ``names``.
+        metric: "roc_auc", "accuracy", "r2" or a function ``f(y, P)``, higher is better
+            (default: the model's task's score, see :func:`default_score`).
+        n_repeats: shuffles per column; seed: seeds them (the same seed, the same
+            numbers).
+
+    Returns:
+        ``{"metric", "baseline", "n_repeats", "seed", "features": [{"name", "mean",
+        "std"}, ...]}``, features sorted by mean importance, largest first.
+    """
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise ShapeError(f"X must be 2-D (rows, features), got shape {X.shape}")
+    y = np.asarray(y)
+    n, d = X.shape
+    if len(y) != n:
+        raise ShapeError(f"X has {n} rows but y has {len(y)}")
+    if int(n_repeats) < 1:
+        raise ConfigError(f"n_repeats must be >= 1, got {n_repeats}")
+    groups = _check_groups(groups, d, names)
+    name, fn = _score_fn(metric, task_of(model))
+    baseline = float(fn(y, model.predict(X)))
+    rng = np.random.default_rng(seed)
+    jobs = [(g, idx, rng.permutation(n)) for g, idx in groups.items() for _ in range(n_repeats)]
+    scores = np.empty(len(jobs))
+    per_call = max(1, _CHUNK_ROWS // max(n, 1))
+    for start in range(0, len(jobs), per_call):
+        part = jobs[start : start + per_call]
+        stack = np.tile(X, (len(part), 1))
+        for i, (_, idx, perm) in enumerate(part):
+            stack[i * n : (i + 1) * n, idx] = X[perm][:, idx]
+        P = model.predict(stack)
+        for i in range(len(part)):
+            scores[start + i] = fn(y, P[i * n : (i + 1) * n])
+    drops = baseline - scores.reshape(len(groups), n_repeats)
+    feats = [
+        {"name": g, "mean": float(drops[i].mean()), "std": float(drops[i].std())}
+        for i, g in enumerate(groups)
+    ]
+    feats.sort(key=lambda f: -f["mean"])
+    return {
+        "metric": name,
+        "baseline": baseline,
+        "n_repeats": int(n_repeats),
+        "seed": seed,
+        "features": feats,
+    }
+
+
+def plot_importance(result: dict, path) -> None:
+    """importance.png: one bar per column (mean drop in score) with its std as error bar."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    feats = result["features"][::-1]  # largest at the top
+    fig = Figure(figsize=(7, 0.45 * len(feats) + 1.5), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.barh(
+        [f["name"] for f in feats],
+        [f["mean"] for f in feats],
+        xerr=[f["std"] for f in feats],
+        capsize=3,
+        color="tab:blue",
+    )
+    ax.set_xlabel(f"drop in {result['metric']} when shuffled ({result['n_repeats']} repeats)")
+    ax.set_title("permutation importance")
+    ax.grid(True, axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def write_importance(result: dict, out_dir) -> list[str]:
+    """Write importance.json and importance.png into ``out_dir``; returns the names."""
+    with open(os.path.join(out_dir, "importance.json"), "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=2)
+        f.write("\n")
+    plot_importance(result, os.path.join(out_dir, "importance.png"))
+    return ["importance.json", "importance.png"]
+
+
+def explain_to(out_dir, model, prep, X, y, n_repeats: int = 5, seed: int = 0) -> dict:
+    """Permutation importance of ``model`` over the raw columns of ``prep`` on rows
+    ``(X, y)`` (transformed by ``prep``), written to ``out_dir``. What
+    ``fastnn explain`` and ``fastnn train --explain`` call."""
+    result = permutation_importance(
+        model, X, y, groups=groups_from_preprocessor(prep), n_repeats=n_repeats, seed=seed
+    )
+    write_importance(result, out_dir)
+    return result
+
+
+def format_importance(result: dict, top: int | None = None) -> str:
+    """The ranking as text: one line per column, ``mean ± std``."""
+    feats = result["features"][:top]
+    w = max((len(f["name"]) for f in feats), default=4)
+    lines = [f"  {'column':<{w}}  drop in {result['metric']} (mean ± std)"]
+    lines += [f"  {f['name']:<{w}}  {f['mean']:+.4f} ± {f['std']:.4f}" for f in feats]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- bootstrap
+def _resample_rows(n: int, n_boot: int, seed) -> np.ndarray:
+    """``(n_boot, n)`` row indices drawn with replacement, one resample per row."""
+    return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+
+
+def _counts(draws: np.ndarray, n: int) -> np.ndarray:
+    """``(n_boot, n)`` float counts: how often each row is drawn in each resample."""
+    n_boot = len(draws)
+    flat = (draws + (np.arange(n_boot) * n)[:, None]).ravel()
+    return np.bincount(flat, minlength=n_boot * n).reshape(n_boot, n).astype(np.float64)
+
+
+def _w_auc(W, y, s):
+    """Weighted Mann-Whitney AUC for every row of weights ``W`` (ties count half)."""
+    order = np.argsort(s, kind="mergesort")
+    s, neg = s[order], y[order] != 1
+    Ws = W[:, order]
+    cneg = np.concatenate([np.zeros((len(W), 1)), np.cumsum(Ws * neg, axis=1)], axis=1)
+    below = cneg[:, np.searchsorted(s, s, "left")]  # negatives scored below each row
+    tied = cneg[:, np.searchsorted(s, s, "right")] - below
+    wpos = Ws * ~neg
+    num = (wpos * (below + 0.5 * tied)).sum(axis=1)
+    den = wpos.sum(axis=1) * cneg[:, -1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / den, np.nan)
+
+
+def _w_mean(W, v):
+    return W @ v / W.sum(axis=1)
+
+
+def _w_r2(W, y, p):
+    m1, m2 = _w_mean(W, y), _w_mean(W, y * y)
+    sse = _w_mean(W, (y - p) ** 2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return 1.0 - sse / (m2 - m1 * m1)
+
+
+def _row_log_loss(y, P):
+    P = np.asarray(P, dtype=np.float64)
+    if P.ndim == 2 and P.shape[1] > 1:
+        return -np.log(np.clip(P[np.arange(len(y)), y.astype(np.int64)], _EPS, 1.0))
+    p = np.clip(_p1(P), _EPS, 1 - _EPS)
+    return -(y * np.log(p) + (1 - y) * np.log(1 - p))
+
+
+def _correct(y, P):
+    P = np.asarray(P)
+    pred = P.argmax(axis=1) if P.ndim == 2 and P.shape[1] > 1 else (_p1(P) >= 0.5)
+    return (pred == y).astype(np.float64)
+
+
+#: metrics computed for all resamples at once: ``f(W, y, P) -> (n_boot,)``
+_VECTORISED = {
+    "roc_auc": lambda W, y, P: _w_auc(W, y, _p1(P)),
+    "accuracy": lambda W, y, P: _w_mean(W, _correct(y, P)),
+    "log_loss": lambda W, y, P: _w_mean(W, _row_log_loss(y, P)),
+    "mse": lambda W, y, P: _w_mean(W, (y - _p1(P)) ** 2),
+    "rmse": lambda W, y, P: np.sqrt(_w_mean(W, (y - _p1(P)) ** 2)),
+    "mae": lambda W, y, P: _w_mean(W, np.abs(y - _p1(P))),
+    "r2": lambda W, y, P: _w_r2(W, y, _p1(P)),
+}
+_ALIASES = {"auc": "roc_auc", "acc": "accuracy", "loss": "log_loss"}
+
+
+def bootstrap_ci(metric, y, p, n: int = 1000, seed=0, alpha: float = 0.05) -> tuple:
+    """``(lo, hi)``: the ``1 - alpha`` percentile bootstrap interval of a metric.
+
+    Args:
+        metric: a name (roc_auc/auc, accuracy, log_loss, mse, rmse, mae, r2: all
+            resamples at once) or a function ``f(y, p) -> float`` (called per resample).
+        y: targets ``(n,)``; p: predictions ``(n,)`` or ``(n, k)`` (probabilities for
+            classifiers).
+        n: resamples of the rows (with replacement); seed: seeds them.
+        alpha: 0.05 gives a 95% interval.
+
+    Resamples where the metric is undefined (one class only, for ROC AUC) are skipped.
+    """
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    P = np.asarray(p)
+    if len(P) != len(y) or len(y) < 2:
+        raise ShapeError(f"y and p need the same number (>= 2) of rows; got {len(y)} and {len(P)}")
+    if not 0 < alpha < 1:
+        raise ConfigError(f"alpha must be in (0, 1), got {alpha}")
+    if int(n) < 1:
+        raise ConfigError(f"n must be >= 1 resample, got {n}")
+    draws = _resample_rows(len(y), int(n), seed)
+    if callable(metric):
+        stats = np.array([metric(y[rows], P[rows]) for rows in draws], dtype=np.float64)
+    else:
+        name = _ALIASES.get(metric, metric)
+        if name not in _VECTORISED:
+            names = ", ".join(sorted(_VECTORISED))
+            raise ConfigError(f"unknown metric {metric!r} for bootstrap_ci; choose one of {names}")
+        stats = _VECTORISED[name](_counts(draws, len(y)), y, P)
+    stats = np.asarray(stats, dtype=np.float64)
+    stats = stats[np.isfinite(stats)]
+    if stats.size == 0:
+        return (math.nan, math.nan)
+    lo, hi = np.quantile(stats, [alpha / 2, 1 - alpha / 2])
+    return (float(lo), float(hi))
+
+
+def add_intervals(
+    metrics: dict, y, p, task: str = "binary", n: int = 1000, seed=0, alpha: float = 0.05
+) -> dict:
+    """Add ``<metric>_ci: [lo, hi]`` to ``metrics`` (e.g. metrics.json's ``test`` dict)
+    for each key it holds that :func:`bootstrap_ci` knows: ``auc``, ``accuracy``, ``r2``,
+    ``mae``, ``rmse``, ``mse``, and ``loss`` (as log loss) for a classifier; returns
+    ``metrics``. Every interval uses the same resamples (same ``seed``)."""
+    for key in list(metrics):
+        name = _ALIASES.get(key, key)
+        if key == "loss" and task == "regression":  # mse, mae or huber: not known here
+            continue
+        if name in _VECTORISED and isinstance(metrics[key], (int, float)):
+            metrics[f"{key}_ci"] = list(bootstrap_ci(name, y, p, n=n, seed=seed, alpha=alpha))
+    return metrics
+
+
+def format_ci(label: str, value: float, ci, digits: int = 3) -> str:
+    """``ROC AUC 0.868 (0.846-0.889)``."""
+    lo, hi = ci
+    return f"{label} {value:.{digits}f} ({lo:.{digits}f}-{hi:.{digits}f})"

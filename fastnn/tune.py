@@ -1,0 +1,728 @@
+"""Model selection: a cross-validated Optuna search over the network and its training.
+
+>>> result = fastnn.tune(X, y, "binary", n_trials=20, folds=5)       # doctest: +SKIP
+>>> result.best["params"], result.best["mean"], result.best["std"]    # doctest: +SKIP
+>>> model, history = result.refit(X, y)                               # doctest: +SKIP
+
+What one trial does: it samples a configuration (:class:`Space`: number and width of the
+hidden layers, learning rate on a log scale, batch size, dropout, weight decay,
+activation) with Optuna's TPE sampler, trains it on each of ``folds`` cross-validation
+folds (stratified for classification) with early stopping on a validation part taken
+from that fold's training rows, and scores the fold's held-out rows: ROC AUC (binary),
+accuracy (multiclass) or R² (regression). The trial's value is the mean over the folds;
+after each fold the running mean goes to Optuna's median pruner, which stops trials that
+are behind the median of the finished ones. Trial 0 is the default configuration, so
+the best is never worse than the default (on the cross-validation score).
+
+Parallel, and the same result whatever ``jobs`` is: the folds are tasks for a pool of
+``jobs`` worker processes (processes, not threads: part of every epoch is Python that
+holds the GIL). Each fold trains from a seed derived from ``(seed, trial number, fold)``
+and uses one BLAS thread, so a fold's score does not depend on which process ran it or
+when. Trials are sampled in a fixed order: trials ``0 .. IN_FLIGHT-1`` first, then trial
+``t + IN_FLIGHT`` right after trial ``t`` is told, always with the sampler seeded from
+``(seed, trial number)``; results are told (and pruning decided) in trial order. What
+the sampler and pruner see at each decision is therefore the same for any ``jobs``; only
+how much work runs at once changes (a pruned trial's folds that already started are
+wasted work, never a different result). ``timeout`` and a shared ``storage`` (several
+processes on one study) trade this determinism for wall time.
+
+Several processes or machines work on one study through Optuna's RDB storage
+(``storage="sqlite:///study.db"``, or a PostgreSQL URL) and a ``study`` name; every
+trial keeps its fold scores and chosen epochs in the storage, so any of them can report
+and refit the study's best.
+
+Needs the ``tune`` extra (Optuna and scikit-learn), imported on first use. The module is
+callable: ``fastnn.tune(...)`` is ``fastnn.tune.tune(...)``.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+import types
+import warnings
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import ConfigError, DataError
+
+TASKS = ("binary", "multiclass", "regression")
+#: the fold score of each task (higher is better)
+METRIC = {"binary": "roc_auc", "multiclass": "accuracy", "regression": "r2"}
+#: trials sampled ahead of the one being finished, whatever ``jobs`` is (see the module doc)
+IN_FLIGHT = 4
+#: share of a fold's training rows held out for early stopping
+VALIDATION_SHARE = 0.15
+_HEAD = {
+    "binary": ("sigmoid", "binary_crossentropy"),
+    "multiclass": ("softmax", "sparse_categorical_crossentropy"),
+    "regression": ("linear", "mse"),
+}
+
+
+def _require(module: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ConfigError(
+            f"fastnn tune needs {module.split('.')[0]}: pip install 'fastnn[tune]'"
+        ) from None
+
+
+# --------------------------------------------------------------------------- the space
+def tutorial_config() -> dict:
+    """The churn tutorial's network and training: 6,6 relu, Adam 0.001, batch 32."""
+    return {
+        "hidden": [6, 6],
+        "activation": "relu",
+        "lr": 0.001,
+        "batch_size": 32,
+        "dropout": 0.0,
+        "weight_decay": 0.0,
+    }
+
+
+def default_config(preset: str = "tutorial") -> tuple[dict, dict]:
+    """``(config, training)``: trial 0's configuration and the early-stopping budget
+    (``max_epochs``, ``patience``) of the CLI's defaults, for ``preset`` "tutorial" (the
+    bundled churn data) or "csv" (a user's table). Read from :mod:`fastnn.defaults`
+    where it exists; else the tutorial's settings (the ``fastnn train`` defaults). The
+    search always trains with Adam, at the preset's learning rate."""
+    if preset not in ("tutorial", "csv"):
+        raise ConfigError(f"preset must be 'tutorial' or 'csv', got {preset!r}")
+    try:
+        from . import defaults
+    except ImportError:  # before the defaults module: train's defaults are the tutorial's
+        return tutorial_config(), {"max_epochs": 100, "patience": 10}
+    d = defaults.TUTORIAL if preset == "tutorial" else defaults.CSV
+    config = {
+        "hidden": list(d.hidden),
+        "activation": d.activation,
+        "lr": d.lr,
+        "batch_size": d.batch_size,
+        "dropout": d.dropout,
+        "weight_decay": d.weight_decay or 0.0,  # None: Adam's own default, 0
+    }
+    return config, {"max_epochs": d.epochs, "patience": d.patience or 10}
+
+
+@dataclass
+class Space:
+    """What the search samples; :meth:`including` widens it to hold a given configuration
+    (the default trial must lie inside the space)."""
+
+    max_layers: int = 3
+    units: tuple = (4, 64)
+    lr: tuple = (1e-4, 3e-2)
+    batch_sizes: tuple = (32, 64, 128, 256)
+    dropouts: tuple = (0.0, 0.1, 0.2, 0.3)
+    weight_decays: tuple = (0.0, 1e-5, 1e-4, 1e-3)
+    activations: tuple = ("relu", "tanh")
+
+    def including(self, config: dict) -> Space:
+        """A copy of this space that also contains ``config``."""
+        hidden = list(config["hidden"]) or [self.units[0]]
+
+        def span(lo_hi, *values):
+            return (min(lo_hi[0], *values), max(lo_hi[1], *values))
+
+        def choices(options, value):
+            return tuple(options) if value in options else (*options, value)
+
+        return Space(
+            max_layers=max(self.max_layers, len(hidden)),
+            units=span(self.units, *hidden),
+            lr=span(self.lr, config["lr"]),
+            batch_sizes=choices(self.batch_sizes, config["batch_size"]),
+            dropouts=choices(self.dropouts, config["dropout"]),
+            weight_decays=choices(self.weight_decays, config["weight_decay"]),
+            activations=choices(self.activations, config["activation"]),
+        )
+
+    def suggest(self, trial) -> dict:
+        """Sample a configuration with an Optuna trial (always in the same order)."""
+        n = trial.suggest_int("n_layers", 1, self.max_layers)
+        return {
+            "hidden": [trial.suggest_int(f"units_{i}", *self.units, log=True) for i in range(n)],
+            "activation": trial.suggest_categorical("activation", list(self.activations)),
+            "lr": trial.suggest_float("lr", *self.lr, log=True),
+            "batch_size": trial.suggest_categorical("batch_size", list(self.batch_sizes)),
+            "dropout": trial.suggest_categorical("dropout", list(self.dropouts)),
+            "weight_decay": trial.suggest_categorical("weight_decay", list(self.weight_decays)),
+        }
+
+
+def optuna_params(config: dict) -> dict:
+    """``config`` as the Optuna parameters :meth:`Space.suggest` samples (to enqueue it)."""
+    hidden = list(config["hidden"])
+    out = {"n_layers": len(hidden)}
+    out.update({f"units_{i}": int(h) for i, h in enumerate(hidden)})
+    for key in ("activation", "lr", "batch_size", "dropout", "weight_decay"):
+        out[key] = config[key]
+    return out
+
+
+#: metrics a refit model reports per epoch (the folds compile none: they only need the loss)
+TASK_METRICS = {"binary": ["accuracy", "auc"], "multiclass": ["accuracy"], "regression": []}
+
+
+def build_model(config: dict, task: str, n_outputs: int = 1, backend=None, metrics=None):
+    """A compiled :class:`~fastnn.Sequential` for ``config`` (hidden Dense layers, each
+    followed by Dropout when ``config["dropout"] > 0``) and the task's head and loss;
+    ``metrics`` as in ``compile``."""
+    import fastnn
+    from fastnn.layers import Dense, Dropout
+
+    _check_task(task)
+    head, loss = _HEAD[task]
+    layers = []
+    for h in config["hidden"]:
+        layers.append(Dense(int(h), activation=config["activation"]))
+        if config["dropout"] > 0:
+            layers.append(Dropout(float(config["dropout"])))
+    layers.append(Dense(n_outputs if task == "multiclass" else 1, activation=head))
+    model = fastnn.Sequential(layers, backend=backend)
+    opt = fastnn.optimizers.Adam(learning_rate=config["lr"], weight_decay=config["weight_decay"])
+    model.compile(optimizer=opt, loss=loss, metrics=metrics)
+    return model
+
+
+def _check_task(task):
+    if task not in TASKS:
+        raise ConfigError(f"task must be one of {', '.join(TASKS)}; got {task!r}")
+
+
+# --------------------------------------------------------------------------- folds
+def fold_indices(y, task: str, folds: int, seed: int) -> list[tuple]:
+    """``[(train, validation, test) row positions]`` per fold: (stratified) K-fold for
+    the test part, and a seeded (stratified) holdout of the training part for early
+    stopping. The same for every trial, so trials are compared on the same rows."""
+    ms = _require("sklearn.model_selection")
+    classify = task != "regression"
+    y = np.asarray(y)
+    if folds < 2 or folds > len(y):
+        raise ConfigError(f"folds must be between 2 and the {len(y)} rows; got {folds}")
+    if classify:
+        _, counts = np.unique(y, return_counts=True)
+        if counts.min() < folds:
+            raise DataError(
+                f"the rarest class has {counts.min()} rows, fewer than the {folds} folds; "
+                "use fewer folds"
+            )
+        kf = ms.StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    else:
+        kf = ms.KFold(n_splits=folds, shuffle=True, random_state=seed)
+    out = []
+    for i, (rest, test) in enumerate(kf.split(np.zeros((len(y), 1)), y)):
+        strat = y[rest] if classify else None
+        tr, va = ms.train_test_split(
+            rest, test_size=VALIDATION_SHARE, random_state=seed + i, stratify=strat
+        )
+        out.append((np.sort(tr), np.sort(va), test))
+    return out
+
+
+def r2_score(y, pred) -> float:
+    """Coefficient of determination (1 - SSE / SST)."""
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    e = y - np.asarray(pred, dtype=np.float64).reshape(-1)
+    sst = float(((y - y.mean()) ** 2).sum())
+    return float("nan") if sst == 0 else 1.0 - float((e**2).sum()) / sst
+
+
+def score(task: str, y, P) -> float:
+    """The task's fold score of outputs ``P (n, k)``: ROC AUC, accuracy or R²."""
+    from .metrics import roc_auc
+
+    P = np.asarray(P)
+    if task == "binary":
+        return roc_auc(y, P[:, 0])
+    if task == "multiclass":
+        return float((P.argmax(axis=1) == np.asarray(y).reshape(-1)).mean())
+    return r2_score(y, P[:, 0])
+
+
+def _seed(*parts) -> int:
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
+
+
+# The worker's data (set once per process by _init_worker; inherited or sent once).
+_W: dict = {}
+
+
+def _init_worker(state: dict, in_child: bool = True) -> None:
+    if in_child:  # Ctrl-C goes to the parent, which stops the search cleanly
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _W.clear()
+    _W.update(state)
+
+
+def run_fold(config: dict, fold: int, seed: int) -> dict:
+    """Train ``config`` on one fold (data from :func:`_init_worker`); returns
+    ``{"score", "epochs" (best epoch, 1-based), "seconds"}``."""
+    from threadpoolctl import threadpool_limits
+
+    from .callbacks import EarlyStopping
+
+    X, y, task = _W["X"], _W["y"], _W["task"]
+    tr, va, te = _W["folds"][fold]
+    y_tr, y_va = y[tr], y[va]
+    if task == "regression":  # train on a standardized target; R² does not change
+        mu, sd = float(y_tr.mean()), float(y_tr.std()) or 1.0
+        y_tr, y_va = (y_tr - mu) / sd, (y_va - mu) / sd
+    t0 = time.perf_counter()
+    with threadpool_limits(1), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a diverging trial is scored, not reported
+        model = build_model(config, task, _W["n_outputs"], _W["backend"])
+        stop = EarlyStopping(patience=_W["patience"], restore_best_weights=True)
+        history = model.fit(
+            X[tr],
+            y_tr,
+            batch_size=int(config["batch_size"]),
+            epochs=_W["max_epochs"],
+            validation_data=(X[va], y_va),
+            callbacks=[stop],
+            verbose=0,
+            seed=seed,
+        )
+        P = model.predict(X[te])
+    best = len(history.epoch) if stop.best_epoch is None else stop.best_epoch + 1
+    return {"score": score(task, y[te], P), "epochs": best, "seconds": time.perf_counter() - t0}
+
+
+def _warm_up(state: dict) -> None:
+    """One tiny training of the default network, so the kernels it loads are loaded."""
+    _init_worker(state, in_child=False)
+    rows = np.arange(min(64, len(state["y"])))
+    _W["folds"] = [(rows, rows, rows)]
+    _W["max_epochs"] = 1
+    run_fold(tutorial_config(), 0, 0)
+    _W.clear()
+
+
+class _Now:
+    """A fold run in this process when its result is asked for (jobs=1)."""
+
+    def __init__(self, args):
+        self.args = args
+
+    def result(self):
+        return run_fold(*self.args)
+
+    def cancel(self):
+        return True
+
+
+class _Folds:
+    """Runs folds on a pool of worker processes, or in this process for ``jobs=1``."""
+
+    def __init__(self, jobs: int, state: dict):
+        self.pool = None
+        if jobs > 1:
+            # fork: the workers inherit the data and the loaded kernels (no re-import);
+            # spawn where fork is unsafe (macOS, Windows)
+            method = "fork" if sys.platform.startswith("linux") else "spawn"
+            if method == "fork":  # load the compiled kernels once, here, for every worker
+                _warm_up(state)
+            self.pool = ProcessPoolExecutor(
+                jobs, mp_context=mp.get_context(method), initializer=_init_worker, initargs=(state,)
+            )
+            self.pool.submit(int).result()  # start the workers now, before any thread
+        else:
+            _init_worker(state, in_child=False)
+
+    def submit(self, *args):
+        return _Now(args) if self.pool is None else self.pool.submit(run_fold, *args)
+
+    def close(self):
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        _W.clear()
+
+
+# --------------------------------------------------------------------------- results
+def _trial_record(t) -> dict:
+    """One trial as tune.json lists it."""
+    scores = list(t.user_attrs.get("fold_scores", []))
+    rec = {
+        "number": t.number,
+        "params": t.user_attrs.get("config"),
+        "state": t.state.name,
+        "fold_scores": scores,
+        "mean": float(np.mean(scores)) if scores else None,
+        "std": float(np.std(scores)) if scores else None,
+        "seconds": t.user_attrs.get("seconds"),
+        "epochs": t.user_attrs.get("epochs"),
+    }
+    if t.user_attrs.get("error"):
+        rec["error"] = t.user_attrs["error"]
+    return rec
+
+
+@dataclass
+class TuneResult:
+    """What :func:`tune` found: every trial of the study, the best one, and the study.
+
+    ``trials`` and ``best`` are the records tune.json holds (``number``, ``params``,
+    ``state``, ``fold_scores``, ``mean``, ``std``, ``seconds``, ``epochs``: the epochs
+    early stopping chose on each fold); ``best`` is None when no trial completed.
+    """
+
+    task: str
+    metric: str
+    trials: list
+    best: dict | None
+    study: object = field(repr=False)
+    seed: int = 0
+    folds: int = 5
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def refit_epochs(self) -> int:
+        """Epochs for a refit on all rows: the mean of the best trial's early-stopped
+        epochs over its folds."""
+        self._require_best()
+        return max(1, int(round(float(np.mean(self.best["epochs"])))))
+
+    def _require_best(self):
+        if self.best is None:
+            raise DataError("no trial completed, so there is no best configuration")
+
+    def refit(self, X, y, n_outputs: int | None = None, backend=None, verbose: int = 0):
+        """Train the best configuration on all of ``(X, y)`` for :attr:`refit_epochs`;
+        returns ``(model, history)``. For regression, standardize ``y`` first (as the
+        folds did) or expect the same R² only after inverting your scaling."""
+        self._require_best()
+        y = np.asarray(y)
+        if n_outputs is None:
+            n_outputs = int(y.max()) + 1 if self.task == "multiclass" else 1
+        model = build_model(
+            self.best["params"], self.task, n_outputs, backend, TASK_METRICS[self.task]
+        )
+        history = model.fit(
+            X,
+            y,
+            batch_size=int(self.best["params"]["batch_size"]),
+            epochs=self.refit_epochs,
+            verbose=verbose,
+            seed=_seed(self.seed, self.best["number"], 10**6),
+        )
+        return model, history
+
+    def to_dict(self) -> dict:
+        """JSON-ready: what tune.json holds."""
+        return {
+            "task": self.task,
+            "metric": self.metric,
+            "folds": self.folds,
+            "seed": self.seed,
+            "seconds": self.seconds,
+            "interrupted": self.interrupted,
+            "study": getattr(self.study, "study_name", None),
+            "trials": self.trials,
+            "best": self.best,
+        }
+
+    def table(self, top: int = 5) -> str:
+        """The ``top`` completed trials, best first, as a text table."""
+        done = [t for t in self.trials if t["state"] == "COMPLETE"]
+        done.sort(key=lambda t: (-t["mean"], t["number"]))
+        lines = [f"{'rank':>4} {'trial':>5}  {self.metric + ' (mean ± std)':<22} configuration"]
+        for i, t in enumerate(done[:top], 1):
+            p = t["params"]
+            cfg = (
+                f"hidden {','.join(map(str, p['hidden']))} {p['activation']}, lr {p['lr']:.2g}, "
+                f"batch {p['batch_size']}, dropout {p['dropout']:.2f}, wd {p['weight_decay']:g}, "
+                f"epochs ~{round(float(np.mean(t['epochs'])))}"
+            )
+            lines.append(f"{i:>4} {t['number']:>5}  {t['mean']:.4f} ± {t['std']:.4f}{'':<5} {cfg}")
+        return "\n".join(lines)
+
+    def plot(self, path) -> None:
+        """tune.png: each trial's score (pruned ones at their last running mean) and the
+        best so far."""
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(8, 4.5), dpi=100)
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot(1, 1, 1)
+        for state, marker, label in (("COMPLETE", "o", "trial"), ("PRUNED", "x", "pruned")):
+            pts = [(t["number"], t["mean"]) for t in self.trials if t["state"] == state]
+            if pts:
+                ax.scatter(*zip(*pts, strict=True), marker=marker, label=label, alpha=0.8)
+        best, xs, ys = -math.inf, [], []
+        for t in sorted(self.trials, key=lambda t: t["number"]):
+            if t["state"] == "COMPLETE" and t["mean"] is not None and t["mean"] > best:
+                best = t["mean"]
+            if best > -math.inf:
+                xs.append(t["number"])
+                ys.append(best)
+        if xs:
+            ax.step(xs, ys, where="post", color="black", label="best so far")
+        ax.set_xlabel("trial")
+        ax.set_ylabel(f"{self.metric} (mean over {self.folds} folds)")
+        ax.set_title("fastnn tune")
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="lower right")
+        fig.tight_layout()
+        fig.savefig(path)
+
+
+# --------------------------------------------------------------------------- the search
+def _study(storage, study_name, seed, attempts: int = 5):
+    optuna = _require("optuna")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if storage is None and study_name is None:
+        study_name = "fastnn-tune"
+    for attempt in range(attempts):
+        try:
+            return optuna.create_study(
+                storage=_storage(optuna, storage),
+                study_name=study_name,
+                direction="maximize",
+                sampler=_sampler(seed, 0),
+                pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0),
+                load_if_exists=True,
+            )
+        except Exception as exc:  # two processes creating one schema at once: try again
+            if storage is None or attempt == attempts - 1:
+                if storage is None:
+                    raise
+                msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise ConfigError(f"cannot open the study storage {storage!r}: {msg}") from None
+            time.sleep(0.2 * (attempt + 1))
+
+
+def _storage(optuna, url):
+    if url is None or not str(url).startswith("sqlite"):
+        return url
+    # several processes on one SQLite file: wait for the lock instead of failing
+    return optuna.storages.RDBStorage(str(url), engine_kwargs={"connect_args": {"timeout": 60}})
+
+
+def _sampler(seed, number):
+    optuna = _require("optuna")
+    return optuna.samplers.TPESampler(seed=_seed(seed, number), constant_liar=True)
+
+
+@dataclass
+class _Run:
+    trial: object
+    config: dict
+    futures: list
+
+
+def _start(study, space, folds, n_folds, seed) -> _Run:
+    trial = study.ask()
+    # the sampler draws this trial's values from (seed, trial number), so the stream does
+    # not depend on which process asked first or how many are working on the study
+    study.sampler = _sampler(seed, trial.number)
+    config = space.suggest(trial)
+    trial.set_user_attr("config", config)
+    futs = [folds.submit(config, f, _seed(seed, trial.number, f)) for f in range(n_folds)]
+    return _Run(trial, config, futs)
+
+
+def _finish(study, run: _Run):
+    """Collect the folds of ``run`` in order, report, prune, tell; returns the state."""
+    optuna = _require("optuna")
+    state = optuna.trial.TrialState.COMPLETE
+    scores, epochs, seconds, error = [], [], 0.0, None
+    trial = run.trial
+    try:
+        for f, fut in enumerate(run.futures):
+            r = fut.result()
+            seconds += r["seconds"]
+            if not math.isfinite(r["score"]):
+                raise DataError(f"fold {f} scored {r['score']} (training diverged?)")
+            scores.append(r["score"])
+            epochs.append(r["epochs"])
+            trial.report(float(np.mean(scores)), f)
+            if f < len(run.futures) - 1 and trial.should_prune():
+                state = optuna.trial.TrialState.PRUNED
+                break
+    except Exception as exc:  # a failing configuration is recorded, the search goes on
+        state, error = optuna.trial.TrialState.FAIL, f"{type(exc).__name__}: {exc}"
+    for fut in run.futures:
+        fut.cancel()
+    for key, value in (("fold_scores", scores), ("epochs", epochs), ("seconds", seconds)):
+        trial.set_user_attr(key, value)
+    if error:
+        trial.set_user_attr("error", error)
+    if state == optuna.trial.TrialState.COMPLETE:
+        study.tell(trial, float(np.mean(scores)))
+    else:
+        study.tell(trial, state=state)
+    return state
+
+
+def _result(study, task, seed, n_folds, seconds, interrupted) -> TuneResult:
+    trials = [_trial_record(t) for t in study.get_trials(deepcopy=False)]
+    done = [t for t in trials if t["state"] == "COMPLETE"]
+    best = max(done, key=lambda t: (t["mean"], -t["number"])) if done else None
+    return TuneResult(task, METRIC[task], trials, best, study, seed, n_folds, seconds, interrupted)
+
+
+def _progress(total, enabled):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="tune", unit="trial", dynamic_ncols=True, leave=True)
+
+
+def tune(
+    X,
+    y,
+    task: str = "binary",
+    n_trials: int = 20,
+    folds: int = 5,
+    *,
+    timeout: float | None = None,
+    jobs: int | None = None,
+    storage: str | None = None,
+    study: str | None = None,
+    seed: int = 0,
+    default: dict | None = None,
+    space: Space | None = None,
+    max_epochs: int = 100,
+    patience: int = 10,
+    backend: str | None = None,
+    n_outputs: int | None = None,
+    progress: bool = False,
+) -> TuneResult:
+    """Search for a better network with cross-validation; returns a :class:`TuneResult`.
+
+    Args:
+        X: features ``(n, d)`` (already encoded and scaled, e.g. by the Preprocessor).
+        y: targets ``(n,)``: 0/1 (binary), class indices 0..k-1 (multiclass), numbers
+            (regression).
+        task: "binary", "multiclass" or "regression".
+        n_trials: trials this call runs (with a shared study: adds this many).
+        folds: K of the (stratified) K-fold cross-validation.
+        timeout: stop starting trials after this many seconds.
+        jobs: worker processes for the folds (None or 0: every core).
+        storage, study: an Optuna RDB storage URL and study name shared by several
+            processes (default: a study in memory).
+        seed: seeds the folds, the sampler and every training.
+        default: the configuration of trial 0 (default: :func:`tutorial_config`); the
+            space is widened to contain it.
+        space: the :class:`Space` to sample.
+        max_epochs, patience: early stopping on each fold's validation loss.
+        backend: training backend (default: the CPU one ``auto`` picks).
+        n_outputs: classes of a multiclass target (default: ``y.max() + 1``).
+        progress: a progress bar over trials with the best so far.
+    """
+    _check_task(task)
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    y = np.asarray(y)
+    if X.ndim != 2 or len(y) != len(X):
+        raise DataError(f"X must be (n, d) with one target per row; got {X.shape} and {y.shape}")
+    if n_trials < 1:
+        raise ConfigError(f"n_trials must be >= 1, got {n_trials}")
+    jobs = int(jobs) if jobs else cpu_count()
+    if jobs < 1:
+        raise ConfigError(f"jobs must be >= 1 (or 0 for every core), got {jobs}")
+    default = dict(default or tutorial_config())
+    space = (space or Space()).including(default)
+    state = {
+        "X": X,
+        "y": y.astype(np.int64) if task != "regression" else y.astype(np.float32),
+        "task": task,
+        "n_outputs": n_outputs or (int(y.max()) + 1 if task == "multiclass" else 1),
+        "folds": fold_indices(y, task, folds, seed),
+        "backend": _cpu_backend(backend),
+        "max_epochs": int(max_epochs),
+        "patience": int(patience),
+    }
+    runner = _Folds(min(jobs, n_trials * folds), state)  # before any thread starts (fork)
+    t0, asked, interrupted = time.perf_counter(), 0, False
+    in_flight: deque = deque()
+    bar = the_study = None
+    try:
+        the_study = _study(storage, study, seed)
+        the_study.enqueue_trial(optuna_params(default), skip_if_exists=True)
+        bar = _progress(n_trials, progress)
+        while True:
+            while len(in_flight) < IN_FLIGHT and asked < n_trials:
+                if timeout is not None and time.perf_counter() - t0 > timeout:
+                    break
+                in_flight.append(_start(the_study, space, runner, folds, seed))
+                asked += 1
+            if not in_flight:
+                break
+            _finish(the_study, in_flight[0])
+            in_flight.popleft()
+            _tick(bar, the_study)
+    except KeyboardInterrupt:
+        if the_study is None:  # nothing ran yet: nothing to keep
+            raise
+        interrupted = True
+        _abandon(the_study, in_flight)
+    finally:
+        runner.close()
+        if bar is not None:
+            bar.close()
+    return _result(the_study, task, seed, folds, time.perf_counter() - t0, interrupted)
+
+
+def _abandon(study, runs):
+    """Ctrl-C: the trials still in flight are told as failed (the finished ones stay)."""
+    optuna = _require("optuna")
+    for run in runs:
+        for fut in run.futures:
+            fut.cancel()
+        run.trial.set_user_attr("error", "interrupted")
+        try:
+            study.tell(run.trial, state=optuna.trial.TrialState.FAIL)
+        except (RuntimeError, ValueError):  # already told just before the interrupt
+            pass
+
+
+def cpu_count() -> int:
+    """Cores this process may use (its CPU affinity where the OS reports one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _tick(bar, study):
+    if bar is None:
+        return
+    try:
+        bar.set_postfix_str(f"best {study.best_value:.4f} (trial {study.best_trial.number})")
+    except ValueError:  # nothing completed yet
+        pass
+    bar.update(1)
+
+
+def _cpu_backend(name):
+    """The backend the folds train on: as asked, else the CPU backend ``auto`` picks
+    (many small models are faster on CPU cores than queued on one GPU)."""
+    from .backends import available_backends, resolve_backend
+
+    if name is not None:
+        return resolve_backend(name)
+    return "numba" if "numba" in available_backends() else "numpy"
+
+
+class _CallableModule(types.ModuleType):
+    """``fastnn.tune(...)`` calls :func:`tune` even where ``fastnn.tune`` is this module."""
+
+    def __call__(self, *args, **kwargs):
+        return tune(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

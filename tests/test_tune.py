@@ -1,0 +1,299 @@
+"""fastnn tune: the cross-validated search, its records, determinism across --jobs,
+pruning, shared studies between processes, and the `fastnn tune` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+pytest.importorskip("optuna")
+pytest.importorskip("sklearn")
+
+import fastnn  # noqa: E402
+from fastnn import tune as tuning  # noqa: E402
+from fastnn.cli import main  # noqa: E402
+
+SMALL = {"max_epochs": 4, "patience": 2, "backend": "numpy"}
+
+
+def blobs(n=240, d=5, task="binary", seed=0):
+    """Separable-ish synthetic data for each task."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    z = X[:, 0] + 0.5 * X[:, 1] + 0.3 * rng.normal(size=n)
+    if task == "binary":
+        return X, (z > 0).astype(np.int64)
+    if task == "multiclass":
+        return X, np.digitize(z, [-0.5, 0.5]).astype(np.int64)
+    return X, z
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def small_binary():
+    X, y = blobs()
+    return X, y, fastnn.tune(X, y, "binary", n_trials=4, folds=3, jobs=1, seed=3, **SMALL)
+
+
+def test_records_have_the_documented_fields(small_binary):
+    _, _, result = small_binary
+    assert [t["number"] for t in result.trials] == [0, 1, 2, 3]
+    for t in result.trials:
+        assert set(t) >= {"number", "params", "state", "fold_scores", "mean", "std", "seconds"}
+        assert t["state"] in ("COMPLETE", "PRUNED", "FAIL")
+        if t["state"] == "COMPLETE":
+            assert len(t["fold_scores"]) == 3 and len(t["epochs"]) == 3
+            assert t["mean"] == pytest.approx(np.mean(t["fold_scores"]))
+            assert t["std"] == pytest.approx(np.std(t["fold_scores"]))
+            assert all(1 <= e <= SMALL["max_epochs"] for e in t["epochs"])
+    done = [t for t in result.trials if t["state"] == "COMPLETE"]
+    assert result.best["mean"] == max(t["mean"] for t in done)
+    assert json.loads(json.dumps(result.to_dict()))["best"]["number"] == result.best["number"]
+    assert "rank" in result.table() and str(result.best["number"]) in result.table()
+
+
+def test_trial_zero_is_the_default_configuration(small_binary):
+    _, _, result = small_binary
+    assert result.trials[0]["params"] == tuning.tutorial_config()
+    # a default outside the space widens the space instead of failing
+    odd = {**tuning.tutorial_config(), "hidden": [100], "batch_size": 48, "lr": 0.5}
+    X, y = blobs()
+    r = fastnn.tune(X, y, "binary", n_trials=1, folds=2, jobs=1, default=odd, **SMALL)
+    assert r.trials[0]["params"] == odd and r.trials[0]["state"] == "COMPLETE"
+
+
+def test_refit_trains_the_best_for_the_chosen_epochs(small_binary):
+    X, y, result = small_binary
+    model, history = result.refit(X, y)
+    assert len(history.epoch) == result.refit_epochs
+    hidden = [layer.units for layer in model.layers if type(layer).__name__ == "Dense"][:-1]
+    assert hidden == result.best["params"]["hidden"]
+    assert model.predict(X).shape == (len(X), 1)
+
+
+def test_same_results_whatever_jobs():
+    X, y = blobs(n=200)
+    kw = {"n_trials": 7, "folds": 3, "seed": 11, **SMALL}
+    one = fastnn.tune(X, y, "binary", jobs=1, **kw)
+    two = fastnn.tune(X, y, "binary", jobs=2, **kw)
+    strip = [{k: t[k] for k in ("params", "state", "fold_scores", "epochs")} for t in one.trials]
+    assert strip == [
+        {k: t[k] for k in ("params", "state", "fold_scores", "epochs")} for t in two.trials
+    ]
+    other = fastnn.tune(X, y, "binary", jobs=1, **{**kw, "seed": 12})
+    assert [t["params"] for t in other.trials[1:]] != [t["params"] for t in one.trials[1:]]
+
+
+@pytest.mark.parametrize("task", ["multiclass", "regression"])
+def test_other_tasks(task):
+    X, y = blobs(task=task)
+    result = fastnn.tune(X, y, task, n_trials=2, folds=2, jobs=1, **SMALL)
+    assert result.metric == tuning.METRIC[task]
+    assert result.best is not None
+    yy = (y - y.mean()) / y.std() if task == "regression" else y
+    model, _ = result.refit(X, yy)
+    assert model.predict(X).shape == (len(X), 3 if task == "multiclass" else 1)
+
+
+class _Done:
+    def __init__(self, score):
+        self.score, self.cancelled = score, False
+
+    def result(self):
+        return {"score": self.score, "epochs": 1, "seconds": 0.0}
+
+    def cancel(self):
+        self.cancelled = True
+
+
+def test_a_trial_behind_the_median_is_pruned_after_one_fold():
+    study = tuning._study(None, None, 0)
+    for _ in range(5):  # five finished trials that scored 0.9 on every fold
+        trial = study.ask()
+        for step in range(3):
+            trial.report(0.9, step)
+        study.tell(trial, 0.9)
+    futures = [_Done(0.6), _Done(0.6), _Done(0.6)]
+    run = tuning._Run(study.ask(), tuning.tutorial_config(), futures)
+    assert tuning._finish(study, run).name == "PRUNED"
+    record = tuning._trial_record(study.trials[-1])
+    assert record["state"] == "PRUNED" and record["fold_scores"] == [0.6]
+    assert futures[1].cancelled and futures[2].cancelled
+    good = tuning._Run(study.ask(), tuning.tutorial_config(), [_Done(0.95)] * 3)
+    assert tuning._finish(study, good).name == "COMPLETE"
+
+
+def test_a_failing_fold_fails_the_trial_not_the_search():
+    study = tuning._study(None, None, 0)
+    run = tuning._Run(study.ask(), tuning.tutorial_config(), [_Done(float("nan"))])
+    assert tuning._finish(study, run).name == "FAIL"
+    assert "diverged" in tuning._trial_record(study.trials[-1])["error"]
+
+
+def test_bad_arguments_are_one_line_errors():
+    X, y = blobs()
+    with pytest.raises(fastnn.errors.ConfigError, match="task must be one of"):
+        fastnn.tune(X, y, "ranking")
+    with pytest.raises(fastnn.errors.ConfigError, match="folds must be between 2"):
+        fastnn.tune(X, y, "binary", folds=1)
+    with pytest.raises(fastnn.errors.DataError, match="rarest class has 2 rows"):
+        fastnn.tune(X, np.r_[np.zeros(len(y) - 2), 1, 1], "binary", folds=3)
+
+
+def test_import_fastnn_and_help_do_not_import_optuna_or_sklearn():
+    code = (
+        "import sys, fastnn, fastnn.tune, fastnn.explain; from fastnn.cli import main; "
+        "print(sorted(m for m in ('optuna', 'sklearn') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    assert callable(fastnn.tune) and fastnn.tune.tune is tuning.tune
+
+
+# --------------------------------------------------------------------------- the command
+@pytest.fixture
+def csv_path(tmp_path):
+    X, y = blobs(n=200, d=3, seed=1)
+    rng = np.random.default_rng(2)
+    color = rng.choice(["red", "blue"], size=len(y))
+    lines = ["a,b,c,color,label"] + [
+        f"{r[0]:.4f},{r[1]:.4f},{r[2]:.4f},{col},{'yes' if t else 'no'}"
+        for r, col, t in zip(X, color, y, strict=True)
+    ]
+    p = tmp_path / "small.csv"
+    p.write_text("\n".join(lines) + "\n")
+    return p
+
+
+FAST = ["--epochs", "4", "--patience", "2", "--backend", "numpy", "--quiet"]
+
+
+def test_tune_command_writes_a_run(csv_path, tmp_path):
+    out = tmp_path / "tuned"
+    res = run(
+        "tune",
+        csv_path,
+        "--target",
+        "label",
+        "--trials",
+        3,
+        "--folds",
+        2,
+        *FAST,
+        "--jobs",
+        1,
+        "--out",
+        out,
+    )
+    assert res.exit_code == 0, res.stderr
+    assert sorted(os.listdir(out)) == sorted(
+        [
+            "model.safetensors",
+            "metrics.json",
+            "history.json",
+            "history.png",
+            "tune.json",
+            "tune.png",
+        ]
+    )
+    tune_json = json.loads((out / "tune.json").read_text())
+    assert len(tune_json["trials"]) == 3 and tune_json["best"]["state"] == "COMPLETE"
+    metrics = json.loads((out / "metrics.json").read_text())
+    lo, hi = metrics["test"]["auc_ci"]
+    assert lo <= metrics["test"]["auc"] <= hi
+    assert metrics["settings"]["hidden"] == tune_json["best"]["params"]["hidden"]
+    assert "ROC AUC" in res.stdout and "rank" in res.stdout
+    pred = run("predict", out / "model.safetensors", csv_path)
+    assert pred.exit_code == 0 and "label_prob" in pred.stdout.splitlines()[0]
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--storage", "sqlite:///x.db"], "--storage needs --study"),
+        (["--folds", "1"], "--folds"),
+        (["--jobs", "-1"], "--jobs"),
+    ],
+)
+def test_tune_command_errors(csv_path, args, fragment):
+    res = run("tune", csv_path, "--target", "label", *args)
+    assert res.exit_code == 2 and res.stderr.startswith("fastnn: error: ")
+    assert res.stderr.count("\n") == 1 and fragment in res.stderr
+
+
+@pytest.mark.slow
+def test_two_processes_share_one_sqlite_study(csv_path, tmp_path):
+    db = f"sqlite:///{tmp_path / 'study.db'}"
+    cmd = [sys.executable, "-m", "fastnn.cli", "tune", str(csv_path), "--target", "label"]
+    cmd += ["--trials", "6", "--folds", "2", *FAST, "--jobs", "1", "--storage", db, "--study", "s"]
+    procs = [
+        subprocess.Popen(
+            [*cmd, "--out", str(tmp_path / f"p{i}")], stderr=subprocess.PIPE, text=True
+        )
+        for i in range(2)
+    ]
+    for p in procs:
+        assert p.wait(timeout=300) == 0, p.stderr.read()
+    import optuna
+
+    study = optuna.load_study(study_name="s", storage=db)
+    finished = [t for t in study.trials if t.state.is_finished()]
+    assert len(study.trials) == len(finished) == 12
+    for i in range(2):
+        tune_json = json.loads((tmp_path / f"p{i}" / "tune.json").read_text())
+        assert tune_json["best"]["number"] in {t.number for t in finished}
+        assert (tmp_path / f"p{i}" / "model.safetensors").is_file()
+
+
+def test_benchmark_maps_trials_to_scikit_learn_configurations():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "tune_bench.py"
+    spec = importlib.util.spec_from_file_location("tune_bench", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    trials = [{"params": {**tuning.tutorial_config(), "weight_decay": 1e-4, "batch_size": 64}}]
+    trials.append({"params": {**tuning.tutorial_config(), "hidden": [8], "activation": "tanh"}})
+    grid = bench.sklearn_grid(trials)
+    assert grid[0] == {
+        "hidden_layer_sizes": [(6, 6)],
+        "activation": ["relu"],
+        "learning_rate_init": [0.001],
+        "batch_size": [64],
+        "alpha": [pytest.approx(64e-4)],
+    }
+    assert grid[1]["hidden_layer_sizes"] == [(8,)] and grid[1]["activation"] == ["tanh"]
+    from sklearn.model_selection import ParameterSampler
+
+    # one-point grids are sampled without replacement: exactly these configurations
+    drawn = list(ParameterSampler(grid, n_iter=2, random_state=0))
+    assert sorted(d["hidden_layer_sizes"] for d in drawn) == [(6, 6), (8,)]
+
+
+def test_ctrl_c_keeps_the_finished_trials(monkeypatch):
+    X, y = blobs(n=120)
+    calls = []
+    real = tuning.run_fold
+
+    def interrupt_on_the_fifth_fold(*args):
+        calls.append(args)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(tuning, "run_fold", interrupt_on_the_fifth_fold)
+    result = fastnn.tune(X, y, "binary", n_trials=6, folds=2, jobs=1, **SMALL)
+    assert result.interrupted
+    states = [t["state"] for t in result.trials]
+    assert states[:2] == ["COMPLETE", "COMPLETE"] and set(states[2:]) == {"FAIL"}
+    assert result.trials[2]["error"] == "interrupted" and result.best["number"] in (0, 1)
