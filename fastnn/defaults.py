@@ -41,8 +41,11 @@ class TrainDefaults:
         epochs: the most epochs to run (early stopping may stop sooner).
         batch_size: rows per step.
         optimizer: one of :data:`OPTIMIZER_NAMES`.
-        lr: learning rate (constant; the policy is "Adam at 1e-3, stop early").
-        weight_decay: L2 weight decay passed to the optimizer.
+        lr: learning rate (constant; the policy is "Adam at 1e-3, stop early"); it
+            applies to ``optimizer``; another optimizer chosen without ``--lr`` uses its
+            own default.
+        weight_decay: L2 weight decay passed to the optimizer (None: the optimizer's
+            own default, 0 except AdamW's 0.004).
         dropout: dropout rate after each hidden layer (0: none).
         validation_split: fraction of the *training* rows held out for validation
             (0: none); the test rows are never used for it.
@@ -57,7 +60,7 @@ class TrainDefaults:
     batch_size: int
     optimizer: str
     lr: float
-    weight_decay: float
+    weight_decay: float | None
     dropout: float
     validation_split: float
     patience: int
@@ -82,7 +85,7 @@ TUTORIAL = TrainDefaults(
     batch_size=32,
     optimizer="adam",
     lr=0.001,
-    weight_decay=0.0,
+    weight_decay=None,
     dropout=0.0,
     validation_split=0.0,
     patience=0,
@@ -96,7 +99,7 @@ CSV = TrainDefaults(
     batch_size=32,
     optimizer="adam",
     lr=0.001,
-    weight_decay=0.0,
+    weight_decay=None,
     dropout=0.0,
     validation_split=0.15,
     patience=20,

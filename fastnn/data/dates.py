@@ -67,5 +67,5 @@ def date_matrix(labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     M[ok, 0] = ((good - epoch) / pd.Timedelta(days=1)).to_numpy(dtype=np.float64)
     M[ok, 1] = good.dt.month.to_numpy(dtype=np.float64)
     M[ok, 2] = good.dt.day.to_numpy(dtype=np.float64)
-    M[ok, 3] = good.dt.weekday.to_numpy(dtype=np.float64)
+    M[ok, 3] = good.dt.day_of_week.to_numpy(dtype=np.float64)
     return M, blank, ~blank & ~ok

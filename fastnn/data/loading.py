@@ -95,20 +95,9 @@ def _convert_decimal_commas(df) -> None:
             df[c] = pd.to_numeric(cleaned.where(cleaned != "", None), errors="coerce")
 
 
-def _parse(
-    data: bytes, name: str, delimiter: str | None, encoding: str | None, raw: bool
-):  # -> pandas.DataFrame
-    import pandas as pd
-
-    if not data.strip():
-        raise CSVError(f"{name} is empty")
-    if b"\x00" in data[:4096]:
-        raise CSVError(f"{name} looks like a binary file, not a CSV text file")
-    text, used = _decode(data, name, encoding)
-    lines = text.splitlines()
-    first = next((i for i, line in enumerate(lines) if line.strip()), None)
-    if first is None:
-        raise CSVError(f"{name} is empty")
+def _check_header(name: str, lines: list[str], first: int, delimiter: str | None) -> str:
+    """Detect the delimiter (unless given) from the lines from ``first`` on, refuse
+    duplicate column names and a header without data rows; return the delimiter."""
     sample = [line for line in lines[first : first + _SNIFF_LINES] if line.strip()]
     if delimiter is None:
         delimiter = _sniff_delimiter(sample)
@@ -127,6 +116,24 @@ def _parse(
         raise CSVError(f"{name} has duplicate column names: {where}; rename them so each is unique")
     if not any(line.strip() for line in lines[first + 1 :]):
         raise CSVError(f"{name} has a header line but no data rows")
+    return delimiter
+
+
+def _parse(
+    data: bytes, name: str, delimiter: str | None, encoding: str | None, raw: bool
+):  # -> pandas.DataFrame
+    import pandas as pd
+
+    if not data.strip():
+        raise CSVError(f"{name} is empty")
+    if b"\x00" in data[:4096]:
+        raise CSVError(f"{name} looks like a binary file, not a CSV text file")
+    text, used = _decode(data, name, encoding)
+    lines = text.splitlines()
+    first = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if first is None:
+        raise CSVError(f"{name} is empty")
+    delimiter = _check_header(name, lines, first, delimiter)
     kwargs = dict(sep=delimiter, skipinitialspace=True)
     if raw:
         kwargs.update(dtype=str, keep_default_na=False)
