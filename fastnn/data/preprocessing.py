@@ -859,7 +859,9 @@ class Preprocessor:
     def describe(self) -> dict:
         """Counts for summaries: numeric columns, categorical columns and their dummies."""
         self._require_fitted()
-        cat = {s["name"]: len(s["categories"]) - 1 for s in self.columns_ if s["kind"] != "numeric"}
+        cat = {
+            s["name"]: len(s["categories"]) - 1 for s in self.columns_ if s["kind"] == "categorical"
+        }
         return {
             "numeric": [s["name"] for s in self.columns_ if s["kind"] == "numeric"],
             "categorical": cat,
