@@ -132,6 +132,11 @@ def _split_drop(values, columns) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+def _choice(name, choices, help):
+    """An option whose value is one of ``choices`` (default None: decided later)."""
+    return click.option(name, type=click.Choice(choices), help=help)
+
+
 def _hidden_text(hidden) -> str:
     return ",".join(map(str, hidden)) or "none"
 
@@ -316,11 +321,7 @@ def _write_run(out_dir, model, prep, history, results, info) -> list[str]:
 @click.option(
     "--drop", multiple=True, metavar="COL", help="Column to ignore; repeat it or list COL1,COL2."
 )
-@click.option(
-    "--task",
-    type=click.Choice(TASK_NAMES),
-    help="Override the task guessed from the target.",
-)
+@_choice("--task", TASK_NAMES, "Override the task guessed from the target.")
 @click.option(
     "--hidden",
     callback=_parse_hidden,
@@ -336,11 +337,7 @@ def _write_run(out_dir, model, prep, history, results, info) -> list[str]:
 @click.option(
     "--batch-size", type=click.IntRange(min=1), help=f"Rows per step. [default: {CSV.batch_size}]"
 )
-@click.option(
-    "--optimizer",
-    type=click.Choice(OPTIMIZER_NAMES),
-    help=f"Optimizer. [default: {CSV.optimizer}]",
-)
+@_choice("--optimizer", OPTIMIZER_NAMES, f"Optimizer. [default: {CSV.optimizer}]")
 @click.option(
     "--lr",
     type=click.FloatRange(min=0, min_open=True),
@@ -356,10 +353,8 @@ def _write_run(out_dir, model, prep, history, results, info) -> list[str]:
     type=click.FloatRange(0, 1, max_open=True),
     help="Dropout rate after each hidden layer. [default: 0]",
 )
-@click.option(
-    "--loss",
-    type=click.Choice(REGRESSION_LOSSES),
-    help="Regression loss (on the standardized target). [default: mse]",
+@_choice(
+    "--loss", REGRESSION_LOSSES, "Regression loss (on the standardized target). [default: mse]"
 )
 @click.option(
     "--class-weight",

@@ -92,18 +92,7 @@ TUTORIAL = TrainDefaults(
 )
 
 #: a user's own CSV or Parquet file (measured: benchmarks/results/defaults.md)
-CSV = TrainDefaults(
-    hidden=(64, 64),
-    activation="relu",
-    epochs=500,
-    batch_size=32,
-    optimizer="adam",
-    lr=0.001,
-    weight_decay=None,
-    dropout=0.0,
-    validation_split=0.15,
-    patience=20,
-)
+CSV = TUTORIAL.replace(hidden=(64, 64), epochs=500, validation_split=0.15, patience=20)
 
 
 @dataclass(frozen=True)

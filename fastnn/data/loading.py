@@ -158,6 +158,16 @@ def _parse(
     return df
 
 
+def check_file(path, kind: str = "CSV") -> str:
+    """``path`` as a string; a :class:`CSVError` if it is missing or a folder."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise CSVError(f"file {path!r} does not exist")
+    if os.path.isdir(path):
+        raise CSVError(f"{path!r} is a folder, not a {kind} file")
+    return path
+
+
 def read_csv(path, *, delimiter: str | None = None, encoding: str | None = None, raw=False):
     """Read a CSV file into a pandas DataFrame, or raise a :class:`~fastnn.errors.CSVError`
     that names the problem.
@@ -188,11 +198,7 @@ def read_csv(path, *, delimiter: str | None = None, encoding: str | None = None,
         delimiter, the encoding and the 1-based line number of the first data row, so
         error messages can give CSV line numbers.
     """
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise CSVError(f"file {path!r} does not exist")
-    if os.path.isdir(path):
-        raise CSVError(f"{path!r} is a folder, not a CSV file")
+    path = check_file(path)
     try:
         with open(path, "rb") as f:
             data = f.read()

@@ -115,6 +115,15 @@ def _label(v):
 
 def _label_view(s) -> np.ndarray:
     """Object array of stripped string labels, None where the cell is blank."""
+    import pandas as pd
+
+    if s.dtype.kind not in "biufcmM" and pd.api.types.is_string_dtype(s):
+        # every cell is text or missing: the same labels as _label, vectorized
+        isna = s.isna().to_numpy(dtype=bool)
+        text = s.astype(object).where(~isna, "").astype(str).str.strip()
+        out = text.to_numpy(dtype=object)
+        out[isna | (text == "").to_numpy(dtype=bool)] = None
+        return out
     return np.array([_label(v) for v in s.astype(object).tolist()], dtype=object)
 
 
@@ -609,8 +618,9 @@ class Preprocessor:
         """k-1 dummy columns for categorical column ``c`` (NaN rows where blank)."""
         labels = _label_view(df[c])
         present = np.array([x is not None for x in labels], dtype=bool)
-        index = {cat: i for i, cat in enumerate(cats)}
-        code = np.array([index.get(x, -1) if x is not None else -1 for x in labels])
+        import pandas as pd
+
+        code = np.asarray(pd.Categorical(labels, categories=cats).codes, dtype=np.int64)
         unseen_mask = present & (code < 0)
         if unseen_mask.any():
             unseen = sorted(set(labels[unseen_mask].tolist()))

@@ -25,6 +25,7 @@ from .loading import (
     _check_header,
     _convert_decimal_commas,
     _decode,
+    check_file,
     delimiter_name,
     read_csv,
 )
@@ -54,11 +55,7 @@ def _pyarrow():
 
 def _parquet_file(path):
     pa = _pyarrow()
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise CSVError(f"file {path!r} does not exist")
-    if os.path.isdir(path):
-        raise CSVError(f"{path!r} is a folder, not a Parquet file")
+    path = check_file(path, "Parquet")
     try:
         return pa.parquet.ParquetFile(path)
     except (pa.ArrowException, OSError) as exc:
@@ -89,10 +86,7 @@ class Chunk:
 
 def _csv_head(path: str) -> tuple[str, str, int]:
     """Sniff ``(delimiter, encoding, first non-blank line)`` from the first 64 KiB of a CSV file."""
-    if not os.path.exists(path):
-        raise CSVError(f"file {path!r} does not exist")
-    if os.path.isdir(path):
-        raise CSVError(f"{path!r} is a folder, not a CSV file")
+    check_file(path)
     opener = gzip.open if path.endswith(".gz") else open
     try:
         with opener(path, "rb") as f:
