@@ -5,7 +5,8 @@ Data sets are scikit-learn's bundled ones (no network): iris, wine, breast_cance
 digits (classification), diabetes and Friedman #1 (regression, 1,000 generated rows).
 Each is written to a CSV under a temporary folder and trained with the real CLI in a
 subprocess; scikit-learn gets the same split and the same standardized features (its
-documentation recommends scaling the inputs) and the raw target. Seconds are wall-clock
+documentation recommends scaling the inputs) and the raw target; a linear model
+(Ridge / LogisticRegression) is listed for reference. Seconds are wall-clock
 of the training call (fastnn: the CLI's reported training time, compilation excluded).
 
     python benchmarks/defaults_table.py [--seeds 0 1 2] [--out benchmarks/results]
@@ -70,6 +71,7 @@ def run_fastnn(csv: str, target: str, seed: int, extra: list[str], folder: str) 
 def run_sklearn(df, target: str, task: str, seed: int) -> dict:
     """scikit-learn MLP defaults on fastnn's split and standardized features."""
     from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.neural_network import MLPClassifier, MLPRegressor
 
     from fastnn import data
@@ -85,10 +87,16 @@ def run_sklearn(df, target: str, task: str, seed: int) -> dict:
         warnings.simplefilter("ignore", ConvergenceWarning)
         est.fit(X_tr, y[tr])
     seconds = time.perf_counter() - t0
-    return {"score": float(est.score(X_te, y[te])), "seconds": seconds}
+    linear = Ridge() if task == "regression" else LogisticRegression(max_iter=5000)
+    linear.fit(X_tr, y[tr])
+    return {
+        "score": float(est.score(X_te, y[te])),
+        "seconds": seconds,
+        "linear": float(linear.score(X_te, y[te])),
+    }
 
 
-def measure(names, seeds, extra):
+def measure(names, seeds, extra, with_sklearn=True):
     rows = []
     with tempfile.TemporaryDirectory(prefix="fastnn-defaults-") as folder:
         for name in names:
@@ -96,7 +104,8 @@ def measure(names, seeds, extra):
             csv = os.path.join(folder, f"{name}.csv")
             df.to_csv(csv, index=False)
             fn = [run_fastnn(csv, target, s, extra, folder) for s in seeds]
-            sk = [run_sklearn(df, target, task, s) for s in seeds]
+            nan = {"score": float("nan"), "seconds": float("nan"), "linear": float("nan")}
+            sk = [run_sklearn(df, target, task, s) if with_sklearn else nan for s in seeds]
             row = {
                 "data": name,
                 "rows": len(df),
@@ -104,6 +113,7 @@ def measure(names, seeds, extra):
                 "metric": "R2" if task == "regression" else "accuracy",
                 "fastnn": statistics.median(r["score"] for r in fn),
                 "sklearn": statistics.median(r["score"] for r in sk),
+                "linear": statistics.median(r["linear"] for r in sk),
                 "fastnn_seconds": statistics.median(r["seconds"] for r in fn),
                 "fastnn_wall_seconds": statistics.median(r["wall"] for r in fn),
                 "sklearn_seconds": statistics.median(r["seconds"] for r in sk),
@@ -134,17 +144,19 @@ def to_markdown(rows, seeds, extra) -> str:
         f"same 80/20 split); medians over seeds {', '.join(map(str, seeds))} "
         "(split, initial weights, batch order).",
         f"fastnn defaults: {CSV.to_dict()}.",
-        "Seconds: training only (fastnn: compilation excluded, as the CLI reports it). "
+        "Linear model: scikit-learn's Ridge / LogisticRegression on the same features, "
+        "for reference. Seconds: training only (fastnn: compilation excluded, as the CLI reports it). "
         "Shared 2-core machine: timings are noisy.",
         "",
-        "| data set | rows | features | metric | fastnn | scikit-learn | fastnn s | "
-        "scikit-learn s | fastnn epochs |",
-        "|---|---:|---:|---|---:|---:|---:|---:|---:|",
+        "| data set | rows | features | metric | fastnn | scikit-learn MLP | linear model | "
+        "fastnn s | scikit-learn MLP s | fastnn epochs |",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['data']} | {r['rows']:,} | {r['features']} | {r['metric']} | "
-            f"{r['fastnn']:.4f} | {r['sklearn']:.4f} | {r['fastnn_seconds']:.2f} | "
+            f"{r['fastnn']:.4f} | {r['sklearn']:.4f} | {r['linear']:.4f} | "
+            f"{r['fastnn_seconds']:.2f} | "
             f"{r['sklearn_seconds']:.2f} | {r['fastnn_epochs']:.0f} |"
         )
     return "\n".join(lines) + "\n"
@@ -155,9 +167,12 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--data", nargs="+", default=[*CLASSIFICATION, *REGRESSION])
     ap.add_argument("--out", default=None, help="folder for defaults.json / defaults.md")
+    ap.add_argument(
+        "--fastnn-only", action="store_true", help="skip scikit-learn (to try settings)"
+    )
     ap.add_argument("extra", nargs="*", help="options passed to fastnn train (after --)")
     args = ap.parse_args(argv)
-    rows = measure(args.data, args.seeds, args.extra)
+    rows = measure(args.data, args.seeds, args.extra, with_sklearn=not args.fastnn_only)
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         with open(os.path.join(args.out, "defaults.json"), "w", encoding="utf-8") as f:
