@@ -524,8 +524,9 @@ def _score_file(model, prep, path, out_path, unknown, chunk_rows):
     unseen: dict = {}
     names: list[str] = []
     writer = None
+    chunks = tables.iter_table(path, chunk_rows)
     try:
-        for chunk in tables.iter_table(path, chunk_rows):
+        for chunk in chunks:
             if writer is None:
                 writer = tables.TableWriter(out_path, _Echo(), tables.csv_delimiter(chunk))
             as_text = not writer.parquet
@@ -536,6 +537,7 @@ def _score_file(model, prep, path, out_path, unknown, chunk_rows):
             scored += kept
             _merge_unknown(unseen, new)
     except BaseException as exc:
+        chunks.close()  # closes the file readers now, not when collected
         if writer is not None:
             writer.close(exc)
         raise

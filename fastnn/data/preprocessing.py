@@ -620,7 +620,7 @@ class Preprocessor:
         present = np.array([x is not None for x in labels], dtype=bool)
         import pandas as pd
 
-        code = np.asarray(pd.Categorical(labels, categories=cats).codes, dtype=np.int64)
+        code = pd.Index(cats, dtype=object).get_indexer(labels).astype(np.int64)  # -1: absent
         unseen_mask = present & (code < 0)
         if unseen_mask.any():
             unseen = sorted(set(labels[unseen_mask].tolist()))

@@ -110,8 +110,16 @@ def _iter_csv(path: str, chunk_rows: int):
 
     delimiter, encoding, first = _csv_head(path)
     opts = dict(sep=delimiter, encoding=encoding, skipinitialspace=True, chunksize=chunk_rows)
-    typed = pd.read_csv(path, **opts)
-    raw = pd.read_csv(path, dtype=str, keep_default_na=False, **opts)
+    with (
+        pd.read_csv(path, **opts) as typed,
+        pd.read_csv(path, dtype=str, keep_default_na=False, **opts) as raw,
+    ):
+        yield from _csv_chunks(path, typed, raw, delimiter, first)
+
+
+def _csv_chunks(path, typed, raw, delimiter, first):
+    import pandas as pd
+
     try:
         for t, r in zip(typed, raw, strict=True):
             t.columns = r.columns = [str(c).strip() for c in t.columns]
