@@ -275,3 +275,18 @@ def test_failed_predict_leaves_no_output_file(multi_run, tmp_path):
     out = tmp_path / "preds.csv"
     assert_one_line_error(run("predict", multi_run / "model.safetensors", p, "--out", out))
     assert not out.exists() and list(tmp_path.iterdir()) == [p]
+
+
+def test_inf_in_a_regression_target_cli(tmp_path):
+    p = tmp_path / "inf.csv"
+    p.write_text("x,y\n" + "\n".join(f"{i},{'inf' if i == 7 else i * 0.37}" for i in range(40)))
+    assert_one_line_error(
+        run("train", p, "--target", "y", "-q"), "target 'y' has infinite values in CSV line 9"
+    )
+
+
+def test_parquet_without_pyarrow_says_which_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "pyarrow", None)  # import fails
+    p = tmp_path / "t.parquet"
+    p.write_bytes(b"PAR1")
+    assert_one_line_error(run("train", p, "--target", "y"), 'pip install "fastnn[parquet]"')

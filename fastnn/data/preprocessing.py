@@ -48,7 +48,7 @@ from ..defaults import TASK_NAMES
 from ..errors import ConfigError, DataError
 from . import dates
 from .loading import ATTR_FIRST_LINE
-from .target import fit_target
+from .target import _values_text, fit_target
 
 STATE_KIND = "fastnn.Preprocessor"
 #: version 2 added the task, multi-class classes, the regression target statistics and
@@ -146,12 +146,6 @@ def _rows_text(df, mask) -> str:
     shown = ", ".join(str(x) for x in nums[:_SHOW])
     more = f" and {len(nums) - _SHOW} more" if len(nums) > _SHOW else ""
     return f"{head} {shown}{more}{tail}"
-
-
-def _values_text(values, limit=10) -> str:
-    values = list(values)
-    shown = ", ".join(repr(v) for v in values[:limit])
-    return shown + (f", ... ({len(values)} in all)" if len(values) > limit else "")
 
 
 def _columns_text(columns) -> str:

@@ -73,6 +73,7 @@ def guess_task(numeric: bool, distinct, n_rows: int) -> str:
 
 
 def _values_text(values, limit=10) -> str:
+    """``'a', 'b', ... (12 in all)``: the first ``limit`` values for a message."""
     values = list(values)
     shown = ", ".join(repr(v) for v in values[:limit])
     return shown + (f", ... ({len(values)} in all)" if len(values) > limit else "")
