@@ -92,14 +92,17 @@ def balanced_class_weight(y, n_classes: int) -> dict[int, float]:
     return {c: y.size / (k * int(n)) for c, n in enumerate(counts) if n > 0}
 
 
-def fit_model(model, X, y, settings: TrainDefaults, class_weight=None, seed=0, verbose=0):
+def fit_model(
+    model, X, y, settings: TrainDefaults, class_weight=None, seed=0, verbose=0, callbacks=()
+):
     """``model.fit`` with the settings' epochs, batch size, validation split and (when
     ``settings.patience`` and a validation split) early stopping on ``val_loss`` that
-    restores the best epoch's weights. Returns the History; ``history.best_epoch`` is
-    the 1-based epoch whose weights were kept (None without early stopping)."""
+    restores the best epoch's weights; ``callbacks`` run too. Returns the History;
+    ``history.best_epoch`` is the 1-based epoch whose weights were kept (None without
+    early stopping)."""
     from .callbacks import EarlyStopping
 
-    callbacks = []
+    callbacks = list(callbacks)
     stopper = None
     if settings.patience and settings.validation_split > 0:
         stopper = EarlyStopping("val_loss", patience=settings.patience, restore_best_weights=True)
