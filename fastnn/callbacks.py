@@ -37,7 +37,11 @@ class Callback:
 
 def _better(mode: str, monitor: str):
     if mode == "auto":
-        mode = "max" if any(k in monitor for k in ("acc", "auc", "precision", "recall")) else "min"
+        mode = (
+            "max"
+            if any(k in monitor for k in ("acc", "auc", "precision", "recall", "f1", "r2"))
+            else "min"
+        )
     if mode not in ("min", "max"):
         raise ConfigError(f"mode must be 'min', 'max' or 'auto', got {mode!r}")
     return mode

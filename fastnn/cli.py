@@ -7,8 +7,6 @@ raises on purpose) print one line on stderr, ``fastnn: error: ...``, and exit wi
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import sys
 import time
@@ -16,12 +14,13 @@ import warnings
 
 import click
 
-from .errors import ConfigError, FastnnError
+from .defaults import CSV, OPTIMIZER_NAMES, REGRESSION_LOSSES, TASK_NAMES, TUTORIAL
+from .errors import ConfigError, DataError, FastnnError
 from .io import atomic_write_bytes
 from .runguard import StopOnInterrupt, active_interrupt, guard_command
 
 #: the tutorial network: two hidden layers of 6 units
-DEFAULT_HIDDEN = "6,6"
+DEFAULT_HIDDEN = ",".join(map(str, TUTORIAL.hidden))
 _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -94,10 +93,12 @@ def main():
 
 
 # --------------------------------------------------------------------------- helpers
-def _parse_hidden(ctx, param, value: str) -> list[int]:
-    text = (value or "").strip().lower()
+def _parse_hidden(ctx, param, value):
+    if value is None:
+        return None
+    text = value.strip().lower()
     if text in ("", "none", "0"):
-        return []
+        return ()
     sizes = []
     for part in text.split(","):
         part = part.strip()
@@ -106,7 +107,7 @@ def _parse_hidden(ctx, param, value: str) -> list[int]:
                 f"{value!r} is not a comma-separated list of positive layer sizes (e.g. 6,6)"
             )
         sizes.append(int(part))
-    return sizes
+    return tuple(sizes)
 
 
 def _compile_seconds(be) -> float:
@@ -129,89 +130,253 @@ def _split_drop(values, columns) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def _json_safe(x):
-    if isinstance(x, dict):
-        return {str(k): _json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_json_safe(v) for v in x]
-    if hasattr(x, "tolist"):
-        return _json_safe(x.tolist())
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
+def _choice(name, choices, help):
+    """An option whose value is one of ``choices`` (default None: decided later)."""
+    return click.option(name, type=click.Choice(choices), help=help)
 
 
-def _write_json(path, data) -> None:
-    atomic_write_bytes(path, (json.dumps(_json_safe(data), indent=2) + "\n").encode("utf-8"))
-
-
-def _plot_history(history: dict, path) -> None:
-    """Loss and accuracy curves per epoch (matplotlib, Agg canvas, no pyplot state)."""
-    from io import BytesIO
-
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(10, 4), dpi=100)
-    FigureCanvasAgg(fig)
-    panels = [("loss", "loss per epoch"), ("accuracy", "accuracy and AUC per epoch")]
-    for i, (key, title) in enumerate(panels):
-        ax = fig.add_subplot(1, 2, i + 1)
-        for name in (key, f"val_{key}"):
-            vals = history.get(name)
-            if vals:
-                ax.plot(range(1, len(vals) + 1), vals, label=name)
-        if key == "accuracy" and history.get("auc"):
-            ax.plot(range(1, len(history["auc"]) + 1), history["auc"], label="auc")
-        ax.set_title(title)
-        ax.set_xlabel("epoch")
-        ax.grid(True, alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    png = BytesIO()
-    fig.savefig(png, format="png")
-    atomic_write_bytes(path, png.getvalue())
-
-
-def _fmt_matrix(C, labels) -> str:
-    names = [str(x) for x in labels]
-    w = max(max(len(n) for n in names) + 5, max(len(f"{int(v):,}") for v in C.ravel()) + 1, 8)
-    head = " " * (w + 2) + "".join(f"{'pred ' + n:>{w}}" for n in names)
-    rows = [head]
-    for i, n in enumerate(names):
-        rows.append(f"  {'true ' + n:<{w}}" + "".join(f"{int(v):>{w},}" for v in C[i]))
-    return "\n".join(rows)
-
-
-def _fmt(x, digits=4) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+def _hidden_text(hidden) -> str:
+    return ",".join(map(str, hidden)) or "none"
 
 
 # --------------------------------------------------------------------------- train
-@main.command(context_settings=_CONTEXT)
-@click.argument("csv", required=False)
-@click.option(
-    "--target", "-t", help="Target column (0/1 or two string values). Required with a CSV."
-)
+_TRAIN_HELP = f"""Train a model on a CSV or Parquet file (default: the bundled bank-churn data).
+
+\b
+The target decides the task (printed, stored in the model; --task overrides):
+  exactly two values                          binary (sigmoid, binary cross-entropy)
+  text with 3+ values, or integers with few   multiclass (softmax, sparse categorical
+  distinct values that repeat                   cross-entropy; classes in sorted order)
+  other numbers                               regression (linear output, --loss; the
+                                                target is standardized, mapped back)
+
+\b
+Without a file it runs the churn tutorial: target Exited, dropping RowNumber,
+CustomerId and Surname; Dense {_hidden_text(TUTORIAL.hidden)} {TUTORIAL.activation}, Adam {TUTORIAL.lr}, batch {TUTORIAL.batch_size}, {TUTORIAL.epochs} epochs,
+no validation split (--drop replaces the default drops, --target the default target).
+With a file the defaults are: Dense {_hidden_text(CSV.hidden)} {CSV.activation}, Adam {CSV.lr}, batch {CSV.batch_size}, at most
+{CSV.epochs} epochs, {CSV.validation_split:g} of the training rows for validation, early stopping after
+{CSV.patience} epochs without a better validation loss (the best epoch's weights are kept).
+Every option below overrides its default. Text columns are one-hot encoded, ISO date
+columns expanded to numbers, numeric ones standardized with training statistics; all of
+it is stored with the model for `fastnn predict`.
+"""
+
+
+def _resolve_settings(csv, given: dict):
+    """The preset for this run (tutorial or a user's file) with the given options; the
+    learning rate is the preset's only for the preset's optimizer."""
+    preset = TUTORIAL if csv is None else CSV
+    changes = {k: v for k, v in given.items() if v is not None}
+    settings = preset.replace(**changes)
+    if given.get("lr") is None and settings.optimizer != preset.optimizer:
+        settings = settings.replace(lr=None)
+    if given.get("patience") and settings.validation_split == 0:
+        raise ConfigError(
+            f"--patience {given['patience']} needs validation rows to watch: add "
+            "--validation-split F (e.g. 0.15)"
+        )
+    return settings
+
+
+def _prepare_out_dir(out_dir) -> None:
+    if out_dir is None:  # checked before training, so a bad --out fails at once
+        return
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ConfigError(f"--out {out_dir!r} exists and is not a folder")
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create the --out folder {out_dir!r}: {exc.strerror or exc}"
+        ) from None
+
+
+def _load_training_table(csv, target, drop):
+    """``(df, target, drop_cols, source)`` for the file, or the bundled churn data."""
+    from . import data
+
+    if csv is None:
+        df = data.load_churn()
+        target = target or data.CHURN_TARGET
+        drop_cols = _split_drop(drop, df.columns) if drop else list(data.CHURN_DROP)
+    else:
+        df = data.read_table(csv)
+        if not target:
+            raise click.UsageError(
+                f"--target is required with a file; columns are: {', '.join(map(str, df.columns))}"
+            )
+        drop_cols = _split_drop(drop, df.columns)
+    return df, target, drop_cols, df.attrs.get(data.loading.ATTR_SOURCE, csv)
+
+
+def _prepare_rows(df, target, drop_cols, missing, task, test_size, seed):
+    """Fit the Preprocessor (kinds, categories and checks from every row, statistics
+    from the training rows) and return ``(prep, (X_tr, y_tr), (X_te, y_te))``."""
+    from . import data
+
+    prep = data.Preprocessor(target=target, drop=drop_cols, missing=missing, task=task)
+    train_idx, test_idx = data.split_indices(len(df), test_size, seed)
+    prep.fit(df, train_rows=train_idx)
+    X_tr, y_tr = prep.transform(df.iloc[train_idx])
+    X_te, y_te = prep.transform(df.iloc[test_idx])
+    if len(y_te) == 0:
+        raise DataError("no test rows are left after dropping rows with missing cells")
+    return prep, (X_tr, y_tr), (X_te, y_te)
+
+
+def _print_summary(say, df, source, prep, drop_cols, ys, settings, task_given, test_size, seed):
+    import numpy as np
+
+    from . import report
+
+    n_rows = sum(len(y) for y in ys)
+    say(f"data: {source}: {len(df):,} rows, {len(df.columns)} columns; target {prep.target!r}")
+    for line in report.target_lines(prep, np.concatenate(ys), task_given):
+        say(line)
+    say(report.feature_line(prep, drop_cols))
+    if prep.missing == "drop" and n_rows < len(df):
+        blank = f" ({prep.n_blank_target_:,} with a blank target)" if prep.n_blank_target_ else ""
+        say(f"missing: dropped {len(df) - n_rows:,} rows with missing or bad cells{blank}")
+    say(
+        f"split: {len(ys[0]):,} train / {len(ys[1]):,} test rows (test size {test_size}, seed {seed})"
+    )
+    if settings.validation_split:
+        stop = (
+            f"; early stopping after {settings.patience} epochs without a better val_loss"
+            if settings.patience
+            else ""
+        )
+        say(f"validation: the last {settings.validation_split:g} of the training rows{stop}")
+
+
+def _class_weight(class_weight, prep, y_tr):
+    from .tasks import balanced_class_weight
+
+    if class_weight in (None, "none"):
+        return None
+    if prep.task == "regression":
+        raise ConfigError("--class-weight balanced applies to classifiers; this is a regression")
+    return balanced_class_weight(y_tr, len(prep.classes_))
+
+
+def _fit(say, model, X_tr, y_tr, settings, class_weight, seed, quiet):
+    """Train; print the time and how training ended. Returns ``(history, seconds)``."""
+    from . import tasks
+
+    be = model.backend
+    compiled = _compile_seconds(be)
+    t0 = time.perf_counter()
+    history = tasks.fit_model(
+        model,
+        X_tr,
+        y_tr,
+        settings,
+        class_weight,
+        seed=seed,
+        verbose=0 if quiet else 1,
+        callbacks=[StopOnInterrupt()],  # Ctrl-C: stop at the epoch's end, save
+    )
+    seconds = time.perf_counter() - t0
+    compiled = _compile_seconds(be) - compiled
+    timing = f"{seconds:.2f} s"
+    if compiled > 0.01:  # first run on this machine: say what was compilation, not training
+        timing = f"{seconds - compiled:.2f} s (+ {compiled:.2f} s compiling Numba kernels, once)"
+    ran = len(history.epoch)
+    say(f"trained {ran} epochs in {timing} on {be.name}; training path: {model.training_path}")
+    if history.stop_reason:
+        say(f"stopped early: {history.stop_reason}")
+    elif history.best_epoch is not None:
+        best = history.history["val_loss"][history.best_epoch - 1]
+        end = "stopped early" if ran < settings.epochs else "ran every epoch"
+        say(f"{end}; kept the weights of epoch {history.best_epoch} (val_loss {best:.4f})")
+    return history, seconds
+
+
+def _write_run(out_dir, model, prep, history, results, info) -> list[str]:
+    import fastnn
+
+    from . import report
+
+    model.preprocessing = prep.to_dict()
+    fastnn.save(model, os.path.join(out_dir, "model.safetensors"))
+    labels = prep.classes_
+    test = dict(results["test"])
+    if labels is not None:
+        test["confusion_matrix_labels"] = labels
+    metrics = {
+        "task": prep.task,
+        "train": results["train"],
+        "test": test,
+        "target": prep.target,
+        "target_mapping": prep.target_mapping,
+        "positive_class": prep.positive_class,
+        "classes": labels,
+        "features": prep.feature_names_,
+        **info,
+    }
+    report.write_json(os.path.join(out_dir, "metrics.json"), metrics)
+    files = report.run_files(out_dir, prep, history, results.get("test_pred"))
+    return ["model.safetensors", "metrics.json", *files]
+
+
+@main.command(context_settings=_CONTEXT, help=_TRAIN_HELP)
+@click.argument("csv", required=False, metavar="[FILE]")
+@click.option("--target", "-t", help="Target column. Required with a file.")
 @click.option(
     "--drop", multiple=True, metavar="COL", help="Column to ignore; repeat it or list COL1,COL2."
 )
+@_choice("--task", TASK_NAMES, "Override the task guessed from the target.")
 @click.option(
     "--hidden",
-    default=DEFAULT_HIDDEN,
-    show_default=True,
     callback=_parse_hidden,
-    help="Hidden layer sizes, comma-separated ('' or none: no hidden layer).",
+    help=f"Hidden layer sizes, comma-separated ('' or none: no hidden layer). "
+    f"[default: {_hidden_text(CSV.hidden)}; tutorial {_hidden_text(TUTORIAL.hidden)}]",
 )
-@click.option("--activation", default="relu", show_default=True, help="Hidden-layer activation.")
-@click.option("--epochs", default=100, show_default=True, type=click.IntRange(min=1))
-@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option("--activation", help=f"Hidden-layer activation. [default: {CSV.activation}]")
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    help=f"Most epochs. [default: {CSV.epochs}; tutorial {TUTORIAL.epochs}]",
+)
+@click.option(
+    "--batch-size", type=click.IntRange(min=1), help=f"Rows per step. [default: {CSV.batch_size}]"
+)
+@_choice("--optimizer", OPTIMIZER_NAMES, f"Optimizer. [default: {CSV.optimizer}]")
 @click.option(
     "--lr",
-    default=0.001,
-    show_default=True,
     type=click.FloatRange(min=0, min_open=True),
-    help="Adam learning rate.",
+    help=f"Learning rate. [default: {CSV.lr} for {CSV.optimizer}; another optimizer's own]",
+)
+@click.option(
+    "--weight-decay",
+    type=click.FloatRange(min=0),
+    help="L2 weight decay. [default: the optimizer's own: 0, AdamW 0.004]",
+)
+@click.option(
+    "--dropout",
+    type=click.FloatRange(0, 1, max_open=True),
+    help="Dropout rate after each hidden layer. [default: 0]",
+)
+@_choice(
+    "--loss", REGRESSION_LOSSES, "Regression loss (on the standardized target). [default: mse]"
+)
+@click.option(
+    "--class-weight",
+    type=click.Choice(["none", "balanced"]),
+    help="balanced: weight each class by n / (classes * its rows). [default: none]",
+)
+@click.option(
+    "--validation-split",
+    type=click.FloatRange(0, 1, max_open=True),
+    help=f"Fraction of the training rows held out for validation curves and early "
+    f"stopping; 0: none. [default: {CSV.validation_split}; tutorial 0]",
+)
+@click.option(
+    "--patience",
+    type=click.IntRange(min=0),
+    help=f"Stop after N epochs without a better val_loss and keep the best epoch's "
+    f"weights; 0: never stop early. [default: {CSV.patience}; tutorial 0]",
 )
 @click.option(
     "--test-size",
@@ -238,13 +403,15 @@ def _fmt(x, digits=4) -> str:
     default="error",
     show_default=True,
     type=click.Choice(["error", "drop", "mean"]),
-    help="Missing or non-numeric cells: fail, drop those rows, or use the training mean.",
+    help="Missing or non-numeric cells: fail, drop those rows, or use the training mean. "
+    "Rows with a blank target are dropped only with 'drop'.",
 )
 @click.option(
     "--out",
     "out_dir",
     metavar="DIR",
-    help="Write model.safetensors, metrics.json, history.json, history.png here.",
+    help="Write model.safetensors, metrics.json, history.json, history.png "
+    "(and predicted.png for regression) here.",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar; print only the results.")
 @guard_command("out_dir")
@@ -252,201 +419,76 @@ def train(
     csv,
     target,
     drop,
-    hidden,
-    activation,
-    epochs,
-    batch_size,
-    lr,
+    task,
+    loss,
+    class_weight,
     test_size,
     seed,
     backend,
     missing,
     out_dir,
     quiet,
+    **given,
 ):
-    """Train a binary classifier on CSV (default: the bundled bank-churn data).
-
-    Without CSV it runs the churn tutorial: target Exited, dropping RowNumber, CustomerId
-    and Surname; 11 features -> Dense 6 relu -> Dense 6 relu -> Dense 1 sigmoid, Adam,
-    binary cross-entropy, batch 32, 100 epochs, 80/20 split (--drop replaces the default
-    drops, --target the default target). String columns are one-hot
-    encoded, numeric ones standardized with training statistics; all of it is stored
-    with the model for `fastnn predict`.
-    """
-    import numpy as np
-
     import fastnn
     from fastnn.backends import get_backend, resolve_backend
-    from fastnn.layers import Dense
-    from fastnn.metrics import confusion_matrix, roc_auc
 
-    from . import data
+    from . import report, tasks
 
     say = (lambda *a, **k: None) if quiet else click.echo
     backend_name = resolve_backend(backend)  # fail fast on a bad --backend
-    fastnn.backends.check_activation(activation)
-
-    if csv is None:
-        df = data.load_churn()
-        target = target or data.CHURN_TARGET
-        drop_cols = _split_drop(drop, df.columns) if drop else list(data.CHURN_DROP)
-    else:
-        df = data.read_csv(csv)
-        if not target:
-            raise click.UsageError(
-                f"--target is required with a CSV; columns are: {', '.join(map(str, df.columns))}"
-            )
-        drop_cols = _split_drop(drop, df.columns)
-    source = df.attrs.get(data.loading.ATTR_SOURCE, csv)
-
-    prep = data.Preprocessor(target=target, drop=drop_cols, missing=missing)
-    # kinds, categories and cell checks from every row; statistics from the training rows
-    train_idx, test_idx = data.split_indices(len(df), test_size, seed)
-    prep.fit(df, train_rows=train_idx)
-    X_tr, y_tr = prep.transform(df.iloc[train_idx])
-    X_te, y_te = prep.transform(df.iloc[test_idx])
-    if len(y_te) == 0:
-        raise fastnn.errors.DataError(
-            "no test rows are left after dropping rows with missing cells"
-        )
-
-    desc = prep.describe()
-    n_pos = int(y_tr.sum() + y_te.sum())
-    n_rows = len(y_tr) + len(y_te)
-    say(f"data: {source}: {len(df):,} rows, {len(df.columns)} columns; target {target!r}")
-    cat = ", ".join(f"{k} -> {v}" for k, v in desc["categorical"].items())
-    say(
-        f"features: {prep.n_features} ({len(desc['numeric'])} numeric"
-        + (f"; one-hot: {cat}" if cat else "")
-        + ")"
-        + (f"; dropped: {', '.join(map(str, drop_cols))}" if drop_cols else "")
+    settings = _resolve_settings(csv, given)
+    fastnn.backends.check_activation(settings.activation)
+    df, target, drop_cols, source = _load_training_table(csv, target, drop)
+    prep, (X_tr, y_tr), (X_te, y_te) = _prepare_rows(
+        df, target, drop_cols, missing, task, test_size, seed
     )
-    if missing == "drop" and n_rows < len(df):
-        say(f"missing: dropped {len(df) - n_rows:,} rows with missing or bad cells")
-    say(
-        f"positives: {n_pos:,} of {n_rows:,} ({n_pos / n_rows:.1%}); positive class {prep.positive_class!r}"
+    _print_summary(say, df, source, prep, drop_cols, (y_tr, y_te), settings, task, test_size, seed)
+    weights = _class_weight(class_weight, prep, y_tr)
+    model = tasks.build_model(
+        prep.task, prep.n_outputs, settings, loss=loss, backend=get_backend(backend_name)
     )
-    if prep.target_mapping:
-        say("target mapping: " + ", ".join(f"{k!r} -> {v}" for k, v in prep.target_mapping.items()))
-    say(
-        f"split: {len(y_tr):,} train / {len(y_te):,} test rows (test size {test_size}, seed {seed})"
-    )
-
-    layers = [Dense(h, activation=activation) for h in hidden] + [Dense(1, activation="sigmoid")]
-    model = fastnn.Sequential(layers, backend=get_backend(backend_name))
-    model.compile(
-        optimizer=fastnn.optimizers.Adam(learning_rate=lr),
-        loss="binary_crossentropy",
-        metrics=["accuracy", "auc"],
-    )
-    be = model.backend
-    say(
-        f"backend: {be.name} ({be.device}); network: {prep.n_features} -> "
-        + " -> ".join(f"{h} {activation}" for h in hidden)
-        + (" -> " if hidden else "")
-        + "1 sigmoid"
-    )
-    compiled = _compile_seconds(be)
-    t0 = time.perf_counter()
-    history = model.fit(
-        X_tr,
-        y_tr,
-        batch_size=batch_size,
-        epochs=epochs,
-        seed=seed,
-        verbose=0 if quiet else 1,
-        callbacks=[StopOnInterrupt()],  # Ctrl-C: stop at the epoch's end, save
-    )
-    seconds = time.perf_counter() - t0
-    compiled = _compile_seconds(be) - compiled
-    ran = len(history.epoch)
-    timing = f"{seconds:.2f} s"
-    if compiled > 0.01:  # first run on this machine: say what was compilation, not training
-        timing = f"{seconds - compiled:.2f} s (+ {compiled:.2f} s compiling Numba kernels, once)"
-    say(f"trained {ran} epochs in {timing} on {be.name}; training path: {model.training_path}")
-    if history.stop_reason:
-        say(f"stopped early: {history.stop_reason}")
-
-    train_logs = model.evaluate(X_tr, y_tr)
-    test_logs = model.evaluate(X_te, y_te)
-    p_te = model.predict(X_te)[:, 0]
-    pred = (p_te >= 0.5).astype(np.int64)
-    C = confusion_matrix(y_te, pred, n_classes=2)
-    auc = roc_auc(y_te, p_te)
-    labels = prep.classes_
-    click.echo(
-        f"test accuracy {_fmt(test_logs['accuracy'])}   ROC AUC {_fmt(auc)}   "
-        f"loss {_fmt(test_logs['loss'])}   ({len(y_te):,} rows)"
-    )
-    click.echo("confusion matrix (rows: true class, columns: predicted class):")
-    click.echo(_fmt_matrix(C, labels))
-
+    say(report.network_line(model, prep, settings))
+    history, seconds = _fit(say, model, X_tr, y_tr, settings, weights, seed, quiet)
+    results = {
+        "train": tasks.evaluate(model, prep, X_tr, y_tr),
+        "test": tasks.evaluate(model, prep, X_te, y_te),
+    }
+    for line in report.result_lines(prep, results["test"]):
+        click.echo(line)
     if out_dir is not None:
-        model.preprocessing = prep.to_dict()
-        fastnn.save(model, os.path.join(out_dir, "model.safetensors"))
-        metrics = {
-            "train": {**train_logs, "rows": len(y_tr)},
-            "test": {
-                **test_logs,
-                "auc": auc,
-                "rows": len(y_te),
-                "confusion_matrix": C,
-                "confusion_matrix_labels": labels,
-            },
-            "target": target,
-            "target_mapping": prep.target_mapping,
-            "positive_class": prep.positive_class,
-            "features": prep.feature_names_,
-            "backend": be.name,
+        if prep.task == "regression":
+            results["test_pred"] = (
+                prep.inverse_target(y_te),
+                prep.inverse_target(model.predict(X_te)[:, 0]),
+            )
+        info = {
+            "backend": model.backend.name,
             "training_path": model.training_path,
             "train_seconds": seconds,
-            "epochs": ran,
+            "epochs": len(history.epoch),
+            "best_epoch": history.best_epoch,
             "stopped": history.stop_reason,
             "settings": {
                 "csv": csv,
-                "hidden": hidden,
-                "activation": activation,
-                "epochs": epochs,
-                "batch_size": batch_size,
-                "lr": lr,
+                **settings.to_dict(),
+                "task": task,
+                "loss": model.loss.name,
+                "class_weight": class_weight,
                 "test_size": test_size,
                 "seed": seed,
                 "missing": missing,
                 "drop": drop_cols,
             },
         }
-        _write_json(os.path.join(out_dir, "metrics.json"), metrics)
-        _write_json(os.path.join(out_dir, "history.json"), history.history)
-        _plot_history(history.history, os.path.join(out_dir, "history.png"))
-        say(f"wrote {out_dir}/: model.safetensors, metrics.json, history.json, history.png")
+        files = _write_run(out_dir, model, prep, history, results, info)
+        say(f"wrote {out_dir}/: {', '.join(files)}")
     if active_interrupt().requested:
         return 130
 
 
 # --------------------------------------------------------------------------- predict
-def _free_name(name: str, taken) -> str:
-    if name not in taken:
-        return name
-    i = 1
-    while f"{name}_{i}" in taken:
-        i += 1
-    return f"{name}_{i}"
-
-
-@main.command(context_settings=_CONTEXT)
-@click.argument("model_path", metavar="MODEL")
-@click.argument("csv")
-@click.option("--out", "out_path", metavar="FILE", help="Write the CSV here instead of stdout.")
-def predict(model_path, csv, out_path):
-    """Score the rows of CSV with a model saved by `fastnn train --out`.
-
-    The output is the input CSV with two columns added: <target>_prob, the probability
-    of the positive class, and <target>_pred, the predicted label in the target's own
-    values (a suffix is added if those names are taken). The target column may be
-    present or absent. Rows that a `--missing drop` model cannot score get blank cells.
-    """
-    import numpy as np
-
+def _load_scoring_model(model_path):
     import fastnn
 
     from . import data
@@ -458,50 +500,112 @@ def predict(model_path, csv, out_path):
             "`fastnn train --out`); use the Python API to predict with it"
         )
     prep = data.Preprocessor.from_dict(model.preprocessing)
-    df = data.read_csv(csv)
-    raw = data.read_csv(csv, raw=True, delimiter=df.attrs.get(data.loading.ATTR_DELIMITER))
-    X, _, keep = prep.transform(df, with_target=False, return_mask=True)
-    if X.shape[1] != model.input_dim:
+    if prep.n_features != model.input_dim:
         raise fastnn.errors.ModelFileError(
             f"{model_path!r}: the model takes {model.input_dim} features, its preprocessing "
-            f"gives {X.shape[1]}"
+            f"gives {prep.n_features}"
         )
-    prob = np.full(len(df), np.nan)
-    if X.shape[0]:
-        prob[keep] = model.predict(X)[:, 0]
-    pred01 = (prob >= 0.5).astype(np.int64)
-    pred_labels = prep.labels(pred01) if prep.classes_ else pred01
+    return model, prep
 
-    base = str(prep.target) if prep.target is not None else "target"
-    taken = set(map(str, raw.columns))
-    prob_col = _free_name(f"{base}_prob", taken)
-    taken.add(prob_col)
-    pred_col = _free_name(f"{base}_pred", taken)
-    out = raw.copy()
-    out[prob_col] = ["" if math.isnan(p) else f"{p:.6f}" for p in prob]
-    out[pred_col] = ["" if not k else str(lab) for k, lab in zip(keep, pred_labels, strict=True)]
-    text = out.to_csv(
-        index=False, sep=df.attrs.get(data.loading.ATTR_DELIMITER, ","), lineterminator="\n"
-    )
-    n_skipped = int((~keep).sum())
-    if n_skipped:
-        click.echo(
-            f"fastnn: warning: {n_skipped:,} rows have missing or bad cells; their "
-            f"{prob_col}/{pred_col} cells are blank",
-            err=True,
-        )
-    if out_path is None:
+
+class _Echo:
+    """A text stream that writes to stdout through click (captured by CliRunner)."""
+
+    def write(self, text: str) -> None:
         click.echo(text, nl=False)
-    else:
-        folder = os.path.dirname(os.path.abspath(out_path))
-        if not os.path.isdir(folder):
-            raise ConfigError(f"cannot write {out_path!r}: folder {folder!r} does not exist")
-        atomic_write_bytes(out_path, text.encode("utf-8"))  # a failed write leaves nothing
+
+
+def _merge_unknown(total: dict, new: dict) -> None:
+    for col, values in new.items():
+        bucket = total.setdefault(col, {})
+        for v, k in values.items():
+            bucket[v] = bucket.get(v, 0) + k
+
+
+def _score_file(model, prep, path, out_path, unknown, chunk_rows):
+    """Stream ``path`` through the model into ``out_path`` (stdout when None); returns
+    ``(rows, scored, unknown counts, prediction column names)``."""
+    from .data import tables
+    from .tasks import score_chunk
+
+    rows = scored = 0
+    unseen: dict = {}
+    names: list[str] = []
+    writer = None
+    chunks = tables.iter_table(path, chunk_rows)
+    try:
+        for chunk in chunks:
+            if writer is None:
+                writer = tables.TableWriter(out_path, _Echo(), tables.csv_delimiter(chunk))
+            as_text = not writer.parquet
+            frame, kept, new = score_chunk(model, prep, chunk, unknown, as_text=as_text)
+            names = names or [c for c in frame.columns if c not in chunk.typed.columns]
+            writer.write(frame)
+            rows += len(frame)
+            scored += kept
+            _merge_unknown(unseen, new)
+    except BaseException as exc:
+        chunks.close()  # closes the file readers now, not when collected
+        if writer is not None:
+            writer.close(exc)
+        raise
+    if writer is not None:
+        writer.close()
+    return rows, scored, unseen, names
+
+
+@main.command(context_settings=_CONTEXT)
+@click.argument("model_path", metavar="MODEL")
+@click.argument("csv", metavar="FILE")
+@click.option(
+    "--out",
+    "out_path",
+    metavar="FILE",
+    help="Write here (.parquet/.pq: Parquet, else CSV) instead of CSV on stdout.",
+)
+@click.option(
+    "--unknown",
+    default="error",
+    show_default=True,
+    type=click.Choice(["error", "ignore"]),
+    help="A category not seen in training: fail, or score it with all-zero one-hot "
+    "columns (counted in a warning).",
+)
+@click.option(
+    "--chunk-rows",
+    default=100_000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Rows read, scored and written at a time (memory stays flat).",
+)
+def predict(model_path, csv, out_path, unknown, chunk_rows):
+    """Score the rows of FILE (CSV or Parquet) with a model saved by `fastnn train --out`.
+
+    \b
+    The output is the input with prediction columns added:
+      binary       <target>_prob (positive class), <target>_pred (label)
+      multiclass   <target>_prob_<class> for every class, <target>_pred (label)
+      regression   <target>_pred, in the target's units
+    Labels are in the target's own values; a suffix is added if a name is taken. The
+    target column may be present or absent. The file is read and written in chunks.
+    Rows that a `--missing drop` model cannot score get blank cells.
+    """
+    model, prep = _load_scoring_model(model_path)
+    rows, scored, unseen, names = _score_file(model, prep, csv, out_path, unknown, chunk_rows)
+    cols = "/".join(names)
+    if rows > scored:
         click.echo(
-            f"wrote {len(out):,} rows to {out_path} (columns {prob_col}, {pred_col}; "
-            f"positive class {prep.positive_class!r})",
+            f"fastnn: warning: {rows - scored:,} rows have missing or bad cells; their "
+            f"{cols} cells are blank",
             err=True,
         )
+    if unseen:
+        from .data import Preprocessor
+
+        click.echo(f"fastnn: warning: {Preprocessor.unknown_message(unseen)}", err=True)
+    if out_path is not None:
+        pos = f"; positive class {prep.positive_class!r}" if prep.task == "binary" else ""
+        click.echo(f"wrote {rows:,} rows to {out_path} (columns {', '.join(names)}{pos})", err=True)
 
 
 # --------------------------------------------------------------------------- export

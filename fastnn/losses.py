@@ -167,12 +167,73 @@ class MeanSquaredError(Loss):
         return be.mse_grad(out, y, w, scale)
 
 
+def _elementwise_loss(be, P, y, w, scale, value, slope):
+    """Shared body of the per-output regression losses: ``l = mean_j value(d_j)`` and
+    ``dP = slope(d) / k`` with ``d = p - y``, weighted per row and scaled."""
+    d = P - y
+    k = P.shape[1]
+    loss = value(be.xp, d).sum(axis=1) / k
+    dP = slope(be.xp, d) * (1.0 / k)
+    if w is not None:
+        loss = loss * w.reshape(-1)
+        dP *= w
+    dP *= scale
+    return loss.sum(), dP
+
+
+class MeanAbsoluteError(Loss):
+    """``mean_j |p_j - y_j|``: robust to outliers; the gradient is ``sign(p - y) / k``."""
+
+    name = "mae"
+
+    def prepare_targets(self, y, n_out, dtype):
+        """Real targets of shape (n,) or (n, n_out)."""
+        return _as_2d_float(y, n_out, dtype, self.name)
+
+    def grad(self, be, out, y, w, scale, from_logits):
+        """Absolute error; never fused with a head."""
+        return _elementwise_loss(
+            be, out, y, w, scale, lambda xp, d: xp.abs(d), lambda xp, d: xp.sign(d)
+        )
+
+
+class Huber(Loss):
+    """``mean_j h(p_j - y_j)`` with ``h(d) = d^2/2`` for ``|d| <= delta``, else
+    ``delta * (|d| - delta/2)``: squared error near the target, absolute error far from
+    it. The gradient is ``clip(d, -delta, delta) / k``."""
+
+    name = "huber"
+
+    def __init__(self, delta: float = 1.0):
+        delta = float(delta)
+        if not delta > 0 or not np.isfinite(delta):
+            raise DataError(f"huber delta must be a finite number > 0, got {delta}")
+        self.delta = delta
+
+    def prepare_targets(self, y, n_out, dtype):
+        """Real targets of shape (n,) or (n, n_out)."""
+        return _as_2d_float(y, n_out, dtype, self.name)
+
+    def grad(self, be, out, y, w, scale, from_logits):
+        """Huber error; never fused with a head."""
+        c = self.delta
+
+        def value(xp, d):
+            a = xp.abs(d)
+            return xp.where(a <= c, 0.5 * d * d, c * (a - 0.5 * c))
+
+        return _elementwise_loss(be, out, y, w, scale, value, lambda xp, d: xp.clip(d, -c, c))
+
+
 LOSSES = {
     "binary_crossentropy": BinaryCrossentropy,
     "categorical_crossentropy": CategoricalCrossentropy,
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
     "mse": MeanSquaredError,
     "mean_squared_error": MeanSquaredError,
+    "mae": MeanAbsoluteError,
+    "mean_absolute_error": MeanAbsoluteError,
+    "huber": Huber,
 }
 
 

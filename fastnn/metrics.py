@@ -73,7 +73,71 @@ def recall(y_true, y_prob, sparse=False) -> float:
 
 def mae(y_true, y_prob, sparse=False) -> float:
     """Mean absolute error."""
-    return float(np.abs(np.asarray(y_prob) - y_true).mean())
+    P = np.asarray(y_prob, dtype=np.float64)
+    P = P.reshape(P.shape[0], -1)
+    return float(np.abs(P - np.asarray(y_true, dtype=np.float64).reshape(P.shape)).mean())
+
+
+def _f1_per_class(t, p, labels) -> list[float]:
+    out = []
+    for c in labels:
+        tp = int(((p == c) & (t == c)).sum())
+        denom = int((p == c).sum()) + int((t == c).sum())
+        out.append(2.0 * tp / denom if denom else 0.0)
+    return out
+
+
+def f1(y_true, y_prob, sparse=False) -> float:
+    """F1 score: of the positive class for one sigmoid output (threshold 0.5); for several
+    outputs the macro average over the classes present in the true or predicted labels
+    (as scikit-learn's ``f1_score(average="macro")``)."""
+    t, p = _labels(y_true, y_prob, sparse)
+    if y_prob.shape[1] == 1:
+        return _f1_per_class(t, p, [1])[0]
+    return macro_f1(t, p)
+
+
+def macro_f1(y_true, y_pred) -> float:
+    """Macro-averaged F1 of class indices ``y_true`` and ``y_pred`` (both ``(n,)``)."""
+    t = np.asarray(y_true).astype(np.int64).reshape(-1)
+    p = np.asarray(y_pred).astype(np.int64).reshape(-1)
+    labels = np.union1d(t, p)
+    return float(np.mean(_f1_per_class(t, p, labels))) if labels.size else float("nan")
+
+
+def log_loss(y_true, y_prob, sparse=False, eps: float = 1e-15) -> float:
+    """Mean cross-entropy of the predicted probabilities (clipped to ``[eps, 1-eps]``):
+    binary for one output, categorical for several (one-hot or, when ``sparse``, class
+    indices)."""
+    P = np.clip(np.asarray(y_prob, dtype=np.float64), eps, 1 - eps)
+    if P.shape[0] == 0:
+        return float("nan")
+    if P.shape[1] == 1:
+        y = np.asarray(y_true, dtype=np.float64).reshape(-1)
+        p = P[:, 0]
+        return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
+    idx = np.asarray(y_true).astype(np.int64).reshape(-1) if sparse else y_true.argmax(axis=1)
+    return float(-np.log(P[np.arange(P.shape[0]), idx]).mean())
+
+
+def r2(y_true, y_pred, sparse=False) -> float:
+    """Coefficient of determination ``1 - SS_res / SS_tot`` (averaged over outputs; NaN
+    when the targets are constant). Unchanged by standardizing the target."""
+    P = np.asarray(y_pred, dtype=np.float64)
+    P = P.reshape(P.shape[0], -1)
+    Y = np.asarray(y_true, dtype=np.float64).reshape(P.shape)
+    ss_tot = ((Y - Y.mean(axis=0)) ** 2).sum(axis=0)
+    if P.shape[0] == 0 or not (ss_tot > 0).all():
+        return float("nan")
+    return float((1 - ((Y - P) ** 2).sum(axis=0) / ss_tot).mean())
+
+
+def rmse(y_true, y_pred, sparse=False) -> float:
+    """Root mean squared error."""
+    P = np.asarray(y_pred, dtype=np.float64)
+    P = P.reshape(P.shape[0], -1)
+    Y = np.asarray(y_true, dtype=np.float64).reshape(P.shape)
+    return float(np.sqrt(((Y - P) ** 2).mean())) if P.size else float("nan")
 
 
 def confusion_matrix(y_true, y_pred, n_classes: int | None = None) -> np.ndarray:
@@ -93,6 +157,10 @@ METRICS = {
     "precision": precision,
     "recall": recall,
     "mae": mae,
+    "f1": f1,
+    "log_loss": log_loss,
+    "r2": r2,
+    "rmse": rmse,
 }
 #: metrics that only make sense for one sigmoid output
 BINARY_ONLY = {"auc", "precision", "recall"}

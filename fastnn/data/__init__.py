@@ -1,4 +1,5 @@
-"""Data: reading CSV files, the bundled data sets, preprocessing and splitting.
+"""Data: reading CSV and Parquet files (whole or in chunks), the bundled data sets,
+preprocessing for binary, multi-class and regression targets, and splitting.
 
 >>> from fastnn import data
 >>> df = data.load_churn()                                   # doctest: +SKIP
@@ -14,16 +15,20 @@ from .loading import CHURN_DROP, CHURN_TARGET, load_churn, read_csv, read_csv_te
 from .preprocessing import MISSING_MODES, Preprocessor
 from .recipes import churn_arrays
 from .split import split_indices, train_test_split
+from .tables import TableWriter, iter_table, read_table
 
 __all__ = [
     "CHURN_DROP",
     "CHURN_TARGET",
     "MISSING_MODES",
     "Preprocessor",
+    "TableWriter",
     "churn_arrays",
+    "iter_table",
     "load_churn",
     "read_csv",
     "read_csv_text",
+    "read_table",
     "split_indices",
     "train_test_split",
 ]

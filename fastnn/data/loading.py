@@ -95,20 +95,9 @@ def _convert_decimal_commas(df) -> None:
             df[c] = pd.to_numeric(cleaned.where(cleaned != "", None), errors="coerce")
 
 
-def _parse(
-    data: bytes, name: str, delimiter: str | None, encoding: str | None, raw: bool
-):  # -> pandas.DataFrame
-    import pandas as pd
-
-    if not data.strip():
-        raise CSVError(f"{name} is empty")
-    if b"\x00" in data[:4096]:
-        raise CSVError(f"{name} looks like a binary file, not a CSV text file")
-    text, used = _decode(data, name, encoding)
-    lines = text.splitlines()
-    first = next((i for i, line in enumerate(lines) if line.strip()), None)
-    if first is None:
-        raise CSVError(f"{name} is empty")
+def _check_header(name: str, lines: list[str], first: int, delimiter: str | None) -> str:
+    """Detect the delimiter (unless given) from the lines from ``first`` on, refuse
+    duplicate column names and a header without data rows; return the delimiter."""
     sample = [line for line in lines[first : first + _SNIFF_LINES] if line.strip()]
     if delimiter is None:
         delimiter = _sniff_delimiter(sample)
@@ -127,6 +116,24 @@ def _parse(
         raise CSVError(f"{name} has duplicate column names: {where}; rename them so each is unique")
     if not any(line.strip() for line in lines[first + 1 :]):
         raise CSVError(f"{name} has a header line but no data rows")
+    return delimiter
+
+
+def _parse(
+    data: bytes, name: str, delimiter: str | None, encoding: str | None, raw: bool
+):  # -> pandas.DataFrame
+    import pandas as pd
+
+    if not data.strip():
+        raise CSVError(f"{name} is empty")
+    if b"\x00" in data[:4096]:
+        raise CSVError(f"{name} looks like a binary file, not a CSV text file")
+    text, used = _decode(data, name, encoding)
+    lines = text.splitlines()
+    first = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if first is None:
+        raise CSVError(f"{name} is empty")
+    delimiter = _check_header(name, lines, first, delimiter)
     kwargs = dict(sep=delimiter, skipinitialspace=True)
     if raw:
         kwargs.update(dtype=str, keep_default_na=False)
@@ -149,6 +156,16 @@ def _parse(
     df.attrs[ATTR_DELIMITER] = delimiter
     df.attrs[ATTR_ENCODING] = used
     return df
+
+
+def check_file(path, kind: str = "CSV") -> str:
+    """``path`` as a string; a :class:`CSVError` if it is missing or a folder."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise CSVError(f"file {path!r} does not exist")
+    if os.path.isdir(path):
+        raise CSVError(f"{path!r} is a folder, not a {kind} file")
+    return path
 
 
 def read_csv(path, *, delimiter: str | None = None, encoding: str | None = None, raw=False):
@@ -181,11 +198,7 @@ def read_csv(path, *, delimiter: str | None = None, encoding: str | None = None,
         delimiter, the encoding and the 1-based line number of the first data row, so
         error messages can give CSV line numbers.
     """
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise CSVError(f"file {path!r} does not exist")
-    if os.path.isdir(path):
-        raise CSVError(f"{path!r} is a folder, not a CSV file")
+    path = check_file(path)
     try:
         with open(path, "rb") as f:
             data = f.read()
