@@ -7,6 +7,7 @@ raises on purpose) print one line on stderr, ``fastnn: error: ...``, and exit wi
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -630,8 +631,6 @@ def export(model_path, out_path, unknown):
     import fastnn
     from fastnn.onnx import OPSET, to_onnx
 
-    from .io import atomic_write_bytes
-
     model = fastnn.load(model_path, backend="numpy")
     proto = to_onnx(model, unknown)
     folder = os.path.dirname(os.path.abspath(out_path))
@@ -839,13 +838,14 @@ def _evaluate_split(model, d, seed) -> dict:
 
 
 def _test_line(test: dict) -> str:
+    from . import report
     from .explain import format_ci
 
     labels = (("accuracy", "accuracy"), ("auc", "ROC AUC"), ("r2", "R2"), ("loss", "loss"))
     parts = [
         format_ci(label, test[k], test[f"{k}_ci"], 4)
         if f"{k}_ci" in test
-        else f"{label} {_fmt(test[k])}"
+        else f"{label} {report.fmt(test[k])}"
         for k, label in labels
         if k in test
     ]
@@ -953,6 +953,7 @@ def tune_command(
     fastnn tune --trials 20 --folds 5 --out tuned
     fastnn tune data.csv --target y --storage sqlite:///s.db --study s1   (several processes)
     """
+    from . import report
     from . import tune as tuning
     from .io import save
 
@@ -1043,10 +1044,10 @@ def tune_command(
         },
         "tune": {"trial": best["number"], "cv_mean": best["mean"], "cv_std": best["std"]},
     }
-    _write_json(os.path.join(out_dir, "metrics.json"), metrics)
-    _write_json(os.path.join(out_dir, "history.json"), history.history)
-    _plot_history(history.history, os.path.join(out_dir, "history.png"))
-    _write_json(os.path.join(out_dir, "tune.json"), result.to_dict())
+    report.write_json(os.path.join(out_dir, "metrics.json"), metrics)
+    report.write_json(os.path.join(out_dir, "history.json"), history.history)
+    report.plot_history(history.history, os.path.join(out_dir, "history.png"))
+    report.write_json(os.path.join(out_dir, "tune.json"), result.to_dict())
     result.plot(os.path.join(out_dir, "tune.png"))
     say(
         f"wrote {out_dir}/: model.safetensors, metrics.json, history.json, history.png, "
