@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 import fastnn
-from fastnn import cli, runguard
+from fastnn import cli, report, runguard
 from fastnn.layers import Dense
 
 posix = pytest.mark.skipif(os.name != "posix", reason="needs POSIX signals")
@@ -281,10 +281,10 @@ def test_failed_train_after_writing_removes_only_its_files(tmp_path, monkeypatch
     out.mkdir()
     (out / "keep.txt").write_text("mine")
 
-    def broken_plot(history, path):
+    def broken_plot(history, path, best_epoch=None):
         raise OSError(28, "No space left on device", str(path))
 
-    monkeypatch.setattr(cli, "_plot_history", broken_plot)
+    monkeypatch.setattr(report, "plot_history", broken_plot)
     res = _invoke("train", "--epochs", "1", "--backend", "numpy", "-q", "--out", out)
     assert res.exit_code == 2 and "No space left" in res.stderr
     assert sorted(os.listdir(out)) == ["keep.txt"]  # model and json files written: gone
