@@ -45,6 +45,11 @@ class Optimizer:
         """Allocate zeroed state buffers on backend ``be`` (once per model)."""
         self.state = {k: be.zeros((size,), dtype) for k in self.state_names}
 
+    def ensure_state(self, be, size: int, dtype) -> None:
+        """:meth:`build` the state unless it already holds buffers of ``size``."""
+        if not self.state or next(iter(self.state.values())).size != size:
+            self.build(be, size, dtype)
+
     def move(self, src, dst) -> None:
         """Move the state buffers from backend ``src`` to ``dst`` (used by ``model.to``)."""
         self.state = {k: dst.asarray(src.to_numpy(v)) for k, v in self.state.items()}
