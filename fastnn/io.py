@@ -157,11 +157,15 @@ def read_file(path):
     return meta, tensors
 
 
+#: the model classes files are loaded into, by name. Sequential registers itself
+#: here (io does not import it: a model's training runs callbacks, and a callback saves)
+MODEL_CLASSES: dict = {}
+
+
 def load(path, backend=None):
     """Load a model saved by :func:`save`. Its ``preprocessing`` attribute holds the CLI's
     preprocessing state (or None). Raises :class:`ModelFileError` on any bad file."""
     from .backends import get_backend
-    from .layers.sequential import Sequential
 
     backend = get_backend(backend)  # a bad backend is the caller's error, not the file's
     meta, tensors = read_file(path)
@@ -172,7 +176,7 @@ def load(path, backend=None):
     except (KeyError, json.JSONDecodeError) as exc:
         raise ModelFileError(f"{p!r} has a missing or broken architecture: {exc}") from None
     try:
-        model = Sequential.from_config(arch, backend=backend)
+        model = MODEL_CLASSES["Sequential"].from_config(arch, backend=backend)
     except ModelFileError:
         raise
     except Exception as exc:

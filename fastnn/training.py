@@ -31,6 +31,7 @@ import warnings
 import numpy as np
 
 from ._random import make_rng
+from .backends.base import Backend
 from .callbacks import Callback, NaNGuard
 from .errors import ConfigError, DataError
 
@@ -108,9 +109,10 @@ def train_epoch(model, Xp, yp, wp, batch_size: int):
 class _PerLayer:
     """The per-layer path as a runner (the same interface as a compiled epoch)."""
 
-    def __init__(self, model):
+    def __init__(self, model, why: str = ""):
         self.model = model
-        self.description = f"per-layer ({model.backend.name} backend ops)"
+        why = f"; {why}" if why else ""
+        self.description = f"per-layer ({model.backend.name} backend ops{why})"
 
     def run(self, Xp, yp, wp, batch_size: int, rng):
         return train_epoch(self.model, Xp, yp, wp, batch_size)
@@ -120,11 +122,26 @@ def choose_path(model):
     """The runner that trains ``model`` one epoch per ``run`` call: the backend's compiled
     copy of :func:`train_epoch` when it offers one for this model, else the per-layer
     loop. Sets ``model.training_path`` to its description."""
-    runner = model.backend.epoch_runner(model, model.loss, model.optimizer)
+    be = model.backend
+    runner = be.epoch_runner(model, model.loss, model.optimizer)
     if runner is None:
-        runner = _PerLayer(model)
+        compiles = type(be).epoch_runner is not Backend.epoch_runner
+        runner = _PerLayer(model, _no_compiled_form(model) if compiles else "")
     model.training_path = runner.description
     return runner
+
+
+def _no_compiled_form(model) -> str:
+    """Which part of the model a compiling backend could not take (its spec is None)."""
+    spec = model.training_spec()
+    for i, (layer, ls) in enumerate(zip(model.layers, spec.layers, strict=True)):
+        if ls is None:
+            return f"layer {i} ({type(layer).__name__}) has no compiled form"
+    if spec.loss is None:
+        return f"loss {type(model.loss).__name__} has no compiled form"
+    if spec.optimizer is None:
+        return f"optimizer {type(model.optimizer).__name__} has no compiled form"
+    return "no compiled form for this model here"
 
 
 # ---------------------------------------------------------------------- fit

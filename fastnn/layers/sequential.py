@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import io, training
 from .. import losses as losses_mod
 from .. import metrics as metrics_mod
 from .. import optimizers as optimizers_mod
-from .. import training
 from .._random import make_rng
 from ..backends import get_backend
 from ..errors import ConfigError, DataError, NotBuiltError, ShapeError, UnknownNameError
+from ..spec import ModelSpec
 from .activations import Activation
 from .base import Layer
 from .dense import Dense
@@ -263,6 +264,32 @@ class Sequential:
     def _require_compiled(self):
         if self.loss is None or self.optimizer is None:
             raise ConfigError("call model.compile(optimizer=..., loss=...) before fit/evaluate")
+
+    def training_spec(self) -> ModelSpec:
+        """The model's self-description for a backend's compiled training path (see
+        :mod:`fastnn.spec`): every layer's spec (None where a layer has no compiled
+        form), the loss's and the optimizer's, the flat buffers, widths and dtype."""
+        self._require_built()
+        self._require_compiled()
+        offsets: dict = {}
+        for layer, pname, off, _shape in self._slices:
+            offsets.setdefault(id(layer), {})[pname] = off
+        fused = self._head_fused()
+        last = len(self.layers) - 1
+        layers = tuple(
+            layer.spec(offsets.get(id(layer), {}), logits=fused and i == last)
+            for i, layer in enumerate(self.layers)
+        )
+        return ModelSpec(
+            layers=layers,
+            loss=self.loss.spec(fused),
+            optimizer=self.optimizer.spec(),
+            theta=self.theta,
+            grad=self.grad,
+            d_in=int(self.input_dim),
+            k_out=int(self.output_dim),
+            dtype=self.dtype,
+        )
 
     # ------------------------------------------------------------------ forward
     def _head_fused(self) -> bool:
@@ -554,3 +581,4 @@ def _layer_registry():
 
 
 LAYERS = _layer_registry()
+io.MODEL_CLASSES["Sequential"] = Sequential
