@@ -11,8 +11,8 @@ step count through its :class:`~fastnn.spec.OptimizerSpec`.
 
 Two compiled copies, chosen per batch size by :func:`choose_path`:
 
-- ``loops``: every minibatch inside ONE compiled call, with hand-written loops
-  (:func:`fastnn.kernels.cpu.train_epoch`), for small networks;
+- ``loops``: every minibatch inside ONE compiled call, with hand-written loops, for
+  small networks: the model's own compiled epoch (:mod:`.numba_compile` writes it);
 - ``blas``: a Python loop over the minibatches in which each product is one NumPy/BLAS
   GEMM into a preallocated buffer and everything between products is one compiled pass.
 
@@ -27,6 +27,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import ConfigError, ShapeError
+from .numba_compile import compiled_epoch
 from .numpy_backend import NumpyBackend
 
 #: The fused epoch runs in hand-written compiled loops when the Dense layers'
@@ -287,6 +288,7 @@ class EpochRunner:
         self.forced = forced
         self._ws_for = None
         self._blas_plans = {}
+        self._epoch = None
         self.hp = hyper_vector(k, spec.dtype, spec.optimizer)
         self.description = self._describe(None)
 
@@ -402,13 +404,15 @@ class EpochRunner:
         return total, out
 
     def _run_loops(self, a: EpochArgs):
-        """The whole epoch in one compiled call (:func:`fastnn.kernels.cpu.train_epoch`)."""
-        p, k = self.plan, self._k
-        return k.train_epoch(
+        """The whole epoch in one compiled call: the model's own compiled copy of the
+        five steps (:func:`fastnn.backends.numba_compile.epoch_source`)."""
+        p = self.plan
+        if self._epoch is None:
+            self._epoch = compiled_epoch(self._k, p)
+        return self._epoch(
             a.X, a.yf, a.yi, a.w, a.has_w, a.out, a.theta, a.grad, a.s1, a.s2,
-            self.ops, p.opf, self.ws, self.G0, self.G1, self.LS, a.U,
-            p.loss_code, p.sparse, a.lc, p.opt_code, a.hp, a.lr_ts, a.eps_ts,
-            0, a.batch_size, a.b0, a.b1,
+            self.ws, self.G0, self.G1, self.LS, a.U, p.opf,
+            a.lc, a.hp, a.lr_ts, a.eps_ts, a.batch_size, a.b0, a.b1,
         )  # fmt: skip
 
     def _blas_plan(self, nb: int, theta, grad):
