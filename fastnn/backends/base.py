@@ -69,6 +69,12 @@ class Backend:
         raise NotImplementedError
 
     # ------------------------------------------------------------------ helpers
+    @property
+    def inference(self) -> Backend:
+        """The backend whose ops run inference (``training=False``) on this backend's
+        arrays: itself, unless another one is faster there (see :class:`NumbaBackend`)."""
+        return self
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r} device={self.device!r}>"
 

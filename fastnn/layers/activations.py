@@ -21,7 +21,7 @@ class Activation(Layer):
 
     def forward(self, X, training: bool = False, apply_activation: bool = True):
         """``Y = act(X)``; ``apply_activation=False`` passes ``X`` through (logit head)."""
-        be = self.backend
+        be = self.backend if training else self.backend.inference
         act = self.activation if apply_activation else "linear"
         Y = be.activation(act, X, self.alpha)
 

@@ -92,7 +92,7 @@ class Dense(Layer):
 
     def forward(self, X, training: bool = False, apply_activation: bool = True):
         """``Y = act(X @ W + b)``; ``apply_activation=False`` returns the logits ``Z``."""
-        be = self.backend
+        be = self.backend if training else self.backend.inference
         W = self.params["W"]
         b = self.params.get("b")
         act = self.activation if apply_activation else "linear"

@@ -301,7 +301,8 @@ class Sequential:
 
     def _head(self, out):
         """Apply the head activation to stored logits."""
-        return self.backend.activation(self.loss.head, out) if self._head_fused() else out
+        be = self.backend.inference
+        return be.activation(self.loss.head, out) if self._head_fused() else out
 
     def forward(self, X, training: bool = False):
         """Forward-propagate a backend array ``X (n, d_in)``; returns the outputs."""
@@ -436,7 +437,7 @@ class Sequential:
 
     # ------------------------------------------------------------------ inference
     def _evaluate_dev(self, X_dev, y_host, prefix="", batch_size=1024):
-        be = self.backend
+        be = self.backend.inference
         out = self._forward_logits(X_dev, batch_size)
         n = X_dev.shape[0]
         lsum, _ = self.loss.grad(be, out, be.asarray(y_host), None, 1.0 / n, self._head_fused())
