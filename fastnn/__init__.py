@@ -24,6 +24,7 @@ from .backends import (
 )
 from .io import load, save
 from .layers import Sequential
+from .steps import explain_step
 
 __version__ = "0.1.0"
 
@@ -36,6 +37,7 @@ __all__ = [
     "callbacks",
     "data",
     "errors",
+    "explain_step",
     "get_backend",
     "initializers",
     "layers",

@@ -175,6 +175,14 @@ class _Writer:
         return out
 
 
+def kernels_used(k, plan) -> list[str]:
+    """The :mod:`fastnn.kernels.cpu` kernels the compiled epoch of ``plan`` calls."""
+    w = _Writer(k, plan)
+    w.layout()
+    w.forward(), w.loss(), w.backward()
+    return sorted(w.kernels | {_OPT[plan.opt_code]})
+
+
 def epoch_source(k, plan, cache: bool = True) -> str:
     """The Python source of the compiled epoch for ``plan`` (a :class:`Plan`)."""
     w = _Writer(k, plan)
