@@ -409,11 +409,22 @@ class EpochRunner:
         p = self.plan
         if self._epoch is None:
             self._epoch = compiled_epoch(self._k, p)
-        return self._epoch(
-            a.X, a.yf, a.yi, a.w, a.has_w, a.out, a.theta, a.grad, a.s1, a.s2,
-            self.ws, self.G0, self.G1, self.LS, a.U, p.opf,
-            a.lc, a.hp, a.lr_ts, a.eps_ts, a.batch_size, a.b0, a.b1,
-        )  # fmt: skip
+        # the compiled epoch takes batches of one size: a short last batch is a 2nd call
+        b_full = min(a.b1, a.X.shape[0] // a.batch_size)
+        total = 0.0
+        for lo, hi in ((a.b0, b_full), (max(a.b0, b_full), a.b1)):
+            if hi > lo:
+                s = slice(lo - a.b0, hi - a.b0)
+                total += self._epoch(
+                    a.X, a.yf, a.yi, a.w, a.has_w, a.out, a.theta, a.grad, a.s1, a.s2,
+                    self.ws, self.G0, self.G1, self.LS, a.U[self._u_offset(a, lo):], p.opf,
+                    a.lc, a.hp, a.lr_ts[s], a.eps_ts[s], a.batch_size, lo, hi,
+                )  # fmt: skip
+        return total
+
+    def _u_offset(self, a: EpochArgs, b: int) -> int:
+        """Where batch ``b``'s dropout uniforms start in this call's ``U``."""
+        return (b - a.b0) * a.batch_size * self.plan.dropout_width
 
     def _blas_plan(self, nb: int, theta, grad):
         """Views for one step of ``nb`` rows on the BLAS path, built once per batch size:
