@@ -1,5 +1,6 @@
-"""Numba CPU kernels: fused elementwise ops, loss gradients, optimizer updates, and a
-whole training epoch of a Dense stack in one compiled call.
+"""Numba CPU kernels: fused elementwise ops, loss gradients, optimizer updates, and the
+pieces of the compiled training epoch (which ``fastnn.backends.numba_compile`` writes
+for each model out of these kernels).
 
 Imported lazily by :class:`fastnn.backends.numba_backend.NumbaBackend`, never by
 ``import fastnn``. Every function here is ``@njit(cache=True)`` without a signature, so
@@ -26,8 +27,10 @@ to scalar libm calls, 10-40x slower per element than NumPy's SIMD loops: fine in
 small network's step, which is why the backend sends big sigmoid/tanh/softmax arrays to
 NumPy instead.
 
-Codes (``ACT_CODES``, ``LOSS_*``, ``OPT_*``) are small ints so one compiled function
-serves every architecture: the network is described by int and float tables.
+Codes (``ACT_CODES``, ``LOSS_*``, ``OPT_*``) are small ints naming the kernels; every
+activation, loss and optimizer has its own small kernel, so a compiled epoch compiles
+only the ones its model uses, and the per-op dispatchers (``act_forward``, ``loss_grad``,
+``opt_update``) pick one by code.
 """
 
 from __future__ import annotations

@@ -6,14 +6,18 @@ products stay on NumPy's BLAS. What changes:
 * **Per-op kernels** (:mod:`fastnn.kernels.cpu`): fused bias+activation forward and
   backward, softmax, the logit-based loss gradients, one fused loop per optimizer update
   over the flat parameter buffer, dropout masks. One compiled pass instead of several
-  NumPy temporaries. The per-layer training path uses them.
-* **A fused training epoch** (:meth:`NumbaBackend.epoch_runner`): for a stack of Dense
+  NumPy temporaries. The per-layer training path uses them; inference (``predict``,
+  ``evaluate``) runs the NumPy ops (:attr:`NumbaBackend.inference`).
+* **A fused training epoch** (:meth:`NumbaBackend.epoch_runner`, in
+  :mod:`fastnn.backends.numba_epoch`: the compiled copy of
+  :func:`fastnn.training.train_epoch`, learnt from the model's spec): for a stack of Dense
   layers (any activation), Activation and Dropout layers, with binary/categorical/sparse
   categorical cross-entropy or mse, and SGD (momentum, Nesterov), Adam, AdamW or RMSprop,
   ``fit`` trains a whole epoch per call:
 
   - small networks run every minibatch (forward, loss, backward, update) inside ONE
-    compiled call, with hand-written loops (activations kept feature-major, so the inner
+    compiled call written for the model (:mod:`fastnn.backends.numba_compile`), with
+    hand-written loops (activations kept feature-major, so the inner
     loops run over the batch and vectorise even for 6-wide layers): no Python, no BLAS
     call overhead. The churn network trains at ~2.5 us per step this way (every view
     a step uses is built once per call, not per step).
@@ -34,7 +38,7 @@ products stay on NumPy's BLAS. What changes:
   per row: 32- and 48-wide hidden layers on 32 inputs), and bigger batches amortise
   BLAS's overhead sooner (at 512 it lies between 784 and 2080). The rule picks the faster
   path in every cell measured except ties. ``FASTNN_NUMBA_PATH=loops|blas`` forces one
-  path (benchmarks and tests).
+  path (benchmarks and tests); :func:`fastnn.backends.numba_epoch.choose_path` is the rule.
 
 Results agree with the NumPy backend to float rounding (same formulas, constants cast to
 the model dtype as NumPy does; only summation order differs). Dropout in the fused path
@@ -43,8 +47,8 @@ even with dropout the two agree.
 
 Compilation is lazy (nothing compiles at import) and cached on disk (``cache=True``; set
 ``NUMBA_CACHE_DIR`` to move the cache). The first compilation in a process prints one
-line to stderr; :func:`compile_stats` gives the time spent compiling (first-ever compile
-of the churn network's kernels: ~5.5 s; loading them from the cache: ~0.25 s).
+line to stderr; :func:`compile_stats` gives the time spent compiling. Only the kernels a
+model's compiled epoch calls are compiled (see :mod:`fastnn.backends.numba_compile`).
 
 Threads: no kernel uses ``parallel=True``, so ``NUMBA_NUM_THREADS`` is respected
 trivially (Numba starts no thread pool). The fused small-network epoch is a sequential
