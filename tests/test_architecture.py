@@ -98,3 +98,37 @@ def test_no_import_cycles():
     for m in sorted(g):
         if m not in state:
             visit(m)
+
+
+def test_backends_reach_the_model_only_through_its_spec():
+    """No backend reads or writes a model's, layer's or optimizer's internals (the step
+    count, the state dict, private helpers): they get a spec (fastnn/spec.py)."""
+    internals = {"iterations", "_slices", "_head_fused", "params", "grads", "learning_rate"}
+    for name, path in _modules().items():
+        if not name.startswith("fastnn.backends"):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        used = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+        bad = used & internals
+        assert not bad, f"{name} touches {sorted(bad)}"
+
+
+def test_the_compiled_path_advances_the_optimizer_through_its_api(monkeypatch):
+    import numpy as np
+
+    from fastnn import optimizers
+    from fastnn.layers import Dense
+
+    if "numba" not in fastnn.available_backends():
+        return
+    calls = []
+    real = optimizers.Optimizer.advance
+    monkeypatch.setattr(
+        optimizers.Optimizer, "advance", lambda self, n: (calls.append(n), real(self, n))
+    )
+    X = np.random.default_rng(0).standard_normal((50, 3))
+    m = fastnn.Sequential([Dense(4, "relu"), Dense(1, "sigmoid")], backend="numba")
+    m.compile("adam", "binary_crossentropy")
+    m.fit(X, (X[:, 0] > 0) * 1.0, batch_size=16, epochs=2, verbose=0, seed=0)
+    assert m.training_path.startswith("fused numba epoch")
+    assert calls == [4, 4] and m.optimizer.iterations == 8

@@ -94,7 +94,7 @@ class _Writer:
             self.views["Pr"] = f"LS[0 : {kk} * nb].reshape((nb, {kk}))"
             self.views["gPr"] = f"LS[{kk} * nb : {2 * kk} * nb].reshape((nb, {kk}))"
 
-    def params(self):
+    def param_views(self):
         k, ops, out = self.k, self.p.ops_units, []
         for q in range(ops.shape[0]):
             if ops[q, k.C_KIND] != k.OP_DENSE:
@@ -190,7 +190,7 @@ def epoch_source(k, plan, cache: bool = True) -> str:
     """The Python source of the compiled epoch for ``plan`` (a :class:`Plan`)."""
     w = _Writer(k, plan)
     w.layout()
-    params, fwd, loss, bwd = w.params(), w.forward(), w.loss(), w.backward()
+    params, fwd, loss, bwd = w.param_views(), w.forward(), w.loss(), w.backward()
     opt = _OPT[plan.opt_code]
     w.kernels.add(opt)
     names = list(w.views)
