@@ -192,15 +192,22 @@ def tanh_forward(Z, alpha, Y):
 
 
 @njit(**_JIT)
+def _row_max(Z, r):
+    """The largest value of row ``r`` of ``Z``; NaN wins, as in ``np.max``."""
+    m = Z[r, 0]
+    for j in range(1, Z.shape[1]):
+        if Z[r, j] > m or Z[r, j] != Z[r, j]:
+            m = Z[r, j]
+    return m
+
+
+@njit(**_JIT)
 def softmax_forward(Z, alpha, Y):
     """Row-wise softmax of ``Z (n, k)``, shifted by the row max."""
     n, d = Z.shape
     zero = Z.dtype.type(0)
     for r in range(n):
-        m = Z[r, 0]
-        for j in range(1, d):
-            if Z[r, j] > m or Z[r, j] != Z[r, j]:
-                m = Z[r, j]
+        m = _row_max(Z, r)
         s = zero
         for j in range(d):
             e = np.exp(Z[r, j] - m)
@@ -342,10 +349,7 @@ def log_softmax(Z, out):
     n, k = Z.shape
     zero = Z.dtype.type(0)
     for r in range(n):
-        m = Z[r, 0]
-        for j in range(1, k):
-            if Z[r, j] > m or Z[r, j] != Z[r, j]:
-                m = Z[r, j]
+        m = _row_max(Z, r)
         s = zero
         for j in range(k):
             out[r, j] = Z[r, j] - m
@@ -362,64 +366,64 @@ def log_softmax(Z, out):
 # (``L_*``); ``dP = d(loss_sum * scale)/dP`` as in the NumPy backend's ``*_grad`` methods.
 # ``loss_grad`` picks one by code for the per-op path.
 @njit(**_JIT)
-def bce_logits_loss(P, yf, yi, w, has_w, sparse, lc, scale, dP):
-    """Binary cross-entropy on logits (log1p form); the gradient is ``sigmoid(z) - y``."""
-    n, k = P.shape
+def _start(P):
+    """``n, k, 0, 1`` of ``P (n, k)``, the constants in its dtype (every loss opens so)."""
     t = P.dtype.type
-    zero = t(0)
-    one = t(1)
-    half = t(0.5)
-    total = 0.0
-    for r in range(n):
-        wr = w[r, 0] if has_w else one
-        for j in range(k):
-            z = P[r, j]
-            y = yf[r, j]
-            az = z if z >= zero else -z
-            l = (z if z > zero else zero) - z * y + np.log1p(np.exp(-az))
-            g = (half * np.tanh(z * half) + half) - y
-            if has_w:
-                l = l * wr
-                g = g * wr
-            total += l
-            dP[r, j] = g * scale
-    return total
+    return P.shape[0], P.shape[1], t(0), t(1)
 
 
 @njit(**_JIT)
-def bce_prob_loss(P, yf, yi, w, has_w, sparse, lc, scale, dP):
-    """Binary cross-entropy on probabilities clipped to ``[eps, 1-eps]``."""
-    n, k = P.shape
-    t = P.dtype.type
-    zero = t(0)
-    one = t(1)
-    total = 0.0
+def _weigh(l, g, wr, has_w):
+    """One element's loss and gradient times its row's weight (when there are weights)."""
+    return (l * wr, g * wr) if has_w else (l, g)
+
+
+@njit(**_JIT)
+def _bce(P, yf, w, has_w, lc, scale, dP, logits):
+    """Binary cross-entropy, element by element: on logits (log1p form, gradient
+    ``sigmoid(z) - y``) or on probabilities clipped to ``[eps, 1-eps]``. ``logits`` is a
+    literal at every call, so each form compiles without the other."""
+    n, k, zero, one = _start(P)
+    half = P.dtype.type(0.5)
     eps = lc[L_EPS]
     hi = lc[L_1MEPS]
+    total = 0.0
     for r in range(n):
         wr = w[r, 0] if has_w else one
         for j in range(k):
             p = P[r, j]
             y = yf[r, j]
-            pc = eps if p < eps else (hi if p > hi else p)
-            l = -(y * np.log(pc) + (one - y) * np.log(one - pc))
-            g = (pc - y) / (pc * (one - pc))
-            g = g * (one if (p > eps and p < hi) else zero)
-            if has_w:
-                l = l * wr
-                g = g * wr
+            if logits:
+                ap = p if p >= zero else -p
+                l = (p if p > zero else zero) - p * y + np.log1p(np.exp(-ap))
+                g = (half * np.tanh(p * half) + half) - y
+            else:
+                pc = eps if p < eps else (hi if p > hi else p)
+                l = -(y * np.log(pc) + (one - y) * np.log(one - pc))
+                g = (pc - y) / (pc * (one - pc))
+                g = g * (one if (p > eps and p < hi) else zero)
+            l, g = _weigh(l, g, wr, has_w)
             total += l
             dP[r, j] = g * scale
     return total
 
 
 @njit(**_JIT)
+def bce_logits_loss(P, yf, yi, w, has_w, sparse, lc, scale, dP):
+    """Binary cross-entropy on logits; the gradient is ``sigmoid(z) - y``."""
+    return _bce(P, yf, w, has_w, lc, scale, dP, True)
+
+
+@njit(**_JIT)
+def bce_prob_loss(P, yf, yi, w, has_w, sparse, lc, scale, dP):
+    """Binary cross-entropy on probabilities clipped to ``[eps, 1-eps]``."""
+    return _bce(P, yf, w, has_w, lc, scale, dP, False)
+
+
+@njit(**_JIT)
 def ce_logits_loss(P, yf, yi, w, has_w, sparse, lc, scale, dP):
     """Cross-entropy on logits (log-sum-exp); the gradient is ``softmax(z) - y``."""
-    n, k = P.shape
-    t = P.dtype.type
-    zero = t(0)
-    one = t(1)
+    n, k, zero, one = _start(P)
     total = 0.0
     log_softmax(P, dP)  # dP holds logp until overwritten below
     for r in range(n):
@@ -448,31 +452,36 @@ def ce_logits_loss(P, yf, yi, w, has_w, sparse, lc, scale, dP):
 
 
 @njit(**_JIT)
-def ce_prob_loss(P, yf, yi, w, has_w, sparse, lc, scale, dP):
-    """Cross-entropy on probabilities clipped below at ``eps``."""
-    n, k = P.shape
-    t = P.dtype.type
-    zero = t(0)
-    one = t(1)
+def _row_loss(P, yf, yi, w, has_w, sparse, lc, scale, dP, mse):
+    """A loss summed over each row's outputs: cross-entropy on probabilities clipped
+    below at ``eps`` or (``mse``, a literal at every call) the mean of ``(p - y)^2``."""
+    n, k, zero, one = _start(P)
     total = 0.0
     eps = lc[L_EPS]
+    two_k = lc[L_2K]
+    kk = P.dtype.type(k)
     for r in range(n):
         wr = w[r, 0] if has_w else one
         l = zero
         for j in range(k):
             p = P[r, j]
-            pc = eps if p < eps else (one if p > one else p)
-            if sparse:
-                y = one if j == yi[r] else zero
+            if mse:
+                diff = p - yf[r, j]
+                l += diff * diff
+                g = diff * two_k
             else:
-                y = yf[r, j]
-            l += y * np.log(pc)
-            g = -y / pc
-            g = g * (one if p > eps else zero)  # clipped region: flat loss, zero gradient
+                pc = eps if p < eps else (one if p > one else p)
+                if sparse:
+                    y = one if j == yi[r] else zero
+                else:
+                    y = yf[r, j]
+                l += y * np.log(pc)
+                g = -y / pc
+                g = g * (one if p > eps else zero)  # clipped region: flat loss, zero gradient
             if has_w:
                 g = g * wr
             dP[r, j] = g * scale
-        l = -l
+        l = l / kk if mse else -l
         if has_w:
             l = l * wr
         total += l
@@ -480,30 +489,15 @@ def ce_prob_loss(P, yf, yi, w, has_w, sparse, lc, scale, dP):
 
 
 @njit(**_JIT)
+def ce_prob_loss(P, yf, yi, w, has_w, sparse, lc, scale, dP):
+    """Cross-entropy on probabilities clipped below at ``eps``."""
+    return _row_loss(P, yf, yi, w, has_w, sparse, lc, scale, dP, False)
+
+
+@njit(**_JIT)
 def mse_loss(P, yf, yi, w, has_w, sparse, lc, scale, dP):
     """Mean over outputs of ``(p - y)^2``."""
-    n, k = P.shape
-    t = P.dtype.type
-    zero = t(0)
-    one = t(1)
-    total = 0.0
-    two_k = lc[L_2K]
-    kk = t(k)
-    for r in range(n):
-        wr = w[r, 0] if has_w else one
-        l = zero
-        for j in range(k):
-            diff = P[r, j] - yf[r, j]
-            l += diff * diff
-            g = diff * two_k
-            if has_w:
-                g = g * wr
-            dP[r, j] = g * scale
-        l = l / kk
-        if has_w:
-            l = l * wr
-        total += l
-    return total
+    return _row_loss(P, yf, yi, w, has_w, sparse, lc, scale, dP, True)
 
 
 @njit(**_JIT)
@@ -687,32 +681,15 @@ def dense_backward_t(W, X, dZ, dW, db, has_b, dX, need_dx):
 
 @njit(**_JIT)
 def softmax_forward_t(Z, alpha, Y):
-    """Softmax of feature-major ``Z (k, n)`` over its ``k`` features."""
-    d, n = Z.shape
-    for r in range(n):
-        m = Z[0, r]
-        for j in range(1, d):
-            if Z[j, r] > m or Z[j, r] != Z[j, r]:
-                m = Z[j, r]
-        s = Z.dtype.type(0)
-        for j in range(d):
-            e = np.exp(Z[j, r] - m)
-            Y[j, r] = e
-            s += e
-        for j in range(d):
-            Y[j, r] = Y[j, r] / s
+    """Softmax of feature-major ``Z (k, n)`` over its ``k`` features (the row-wise kernel
+    on the transposed views: the same loops, the same memory order)."""
+    softmax_forward(Z.T, alpha, Y.T)
 
 
 @njit(**_JIT)
 def softmax_backward_t(Z, Y, dY, alpha, dZ):
     """Backward of :func:`softmax_forward_t`."""
-    d, n = Z.shape
-    for r in range(n):
-        s = Z.dtype.type(0)
-        for j in range(d):
-            s += dY[j, r] * Y[j, r]
-        for j in range(d):
-            dZ[j, r] = Y[j, r] * (dY[j, r] - s)
+    softmax_backward(Z.T, Y.T, dY.T, alpha, dZ.T)
 
 
 @njit(**_JIT)
