@@ -191,7 +191,7 @@ def tanh_forward(Z, alpha, Y):
             Y[r, j] = np.tanh(Z[r, j])
 
 
-@njit(**_JIT)
+@njit(inline="always", **_JIT)
 def _row_max(Z, r):
     """The largest value of row ``r`` of ``Z``; NaN wins, as in ``np.max``."""
     m = Z[r, 0]
@@ -365,20 +365,20 @@ def log_softmax(Z, out):
 # indices ``yi (n,)``; ``w (n, 1)`` row weights when ``has_w``; ``lc`` the loss constants
 # (``L_*``); ``dP = d(loss_sum * scale)/dP`` as in the NumPy backend's ``*_grad`` methods.
 # ``loss_grad`` picks one by code for the per-op path.
-@njit(**_JIT)
+@njit(inline="always", **_JIT)
 def _start(P):
     """``n, k, 0, 1`` of ``P (n, k)``, the constants in its dtype (every loss opens so)."""
     t = P.dtype.type
     return P.shape[0], P.shape[1], t(0), t(1)
 
 
-@njit(**_JIT)
+@njit(inline="always", **_JIT)
 def _weigh(l, g, wr, has_w):
     """One element's loss and gradient times its row's weight (when there are weights)."""
     return (l * wr, g * wr) if has_w else (l, g)
 
 
-@njit(**_JIT)
+@njit(inline="always", **_JIT)
 def _bce(P, yf, w, has_w, lc, scale, dP, logits):
     """Binary cross-entropy, element by element: on logits (log1p form, gradient
     ``sigmoid(z) - y``) or on probabilities clipped to ``[eps, 1-eps]``. ``logits`` is a
@@ -451,7 +451,7 @@ def ce_logits_loss(P, yf, yi, w, has_w, sparse, lc, scale, dP):
     return total
 
 
-@njit(**_JIT)
+@njit(inline="always", **_JIT)
 def _row_loss(P, yf, yi, w, has_w, sparse, lc, scale, dP, mse):
     """A loss summed over each row's outputs: cross-entropy on probabilities clipped
     below at ``eps`` or (``mse``, a literal at every call) the mean of ``(p - y)^2``."""
