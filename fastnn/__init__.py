@@ -26,6 +26,7 @@ from .backends import (
 )
 from .io import load, save
 from .layers import Sequential
+from .steps import explain_step
 
 __version__ = "0.1.0"
 
@@ -73,6 +74,7 @@ __all__ = [
     "data",
     "errors",
     "export_onnx",
+    "explain_step",
     "get_backend",
     "initializers",
     "layers",

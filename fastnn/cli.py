@@ -90,6 +90,7 @@ def main():
     fastnn train data.csv --target Churned --drop CustomerID --out run1
     fastnn predict run1/model.safetensors new.csv --out preds.csv
     fastnn info                        which backends work on this machine
+    fastnn steps                       one training step, shown step by step
     """
 
 
@@ -640,6 +641,30 @@ def export(model_path, out_path, unknown):
     inputs = ", ".join(i.name for i in proto.graph.input)
     outputs = ", ".join(o.name for o in proto.graph.output)
     click.echo(f"wrote {out_path} (ONNX opset {OPSET}; inputs: {inputs}; outputs: {outputs})")
+
+
+# --------------------------------------------------------------------------- steps
+@main.command(context_settings=_CONTEXT)
+@click.option(
+    "--backend",
+    default=None,
+    metavar="NAME",
+    help="numpy, numba, cupy or auto (default: $FASTNN_BACKEND, else auto).",
+)
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1))
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1))
+def steps(backend, batch_size, seed):
+    """Run ONE training step of the churn network on one real batch and show it.
+
+    For each of the five steps (take a batch, forward-propagate, measure the error,
+    backpropagate, update the weights) it prints the functions that do it (module and
+    name, down to the backend's op), the shapes, and the numbers: the batch's loss, each
+    layer's gradient norm, the largest weight change. Read it beside the README's "How
+    training works"; fastnn.explain_step() does the same from Python.
+    """
+    from .steps import explain_step
+
+    explain_step(backend, batch_size=batch_size, seed=seed, print_fn=click.echo)
 
 
 # --------------------------------------------------------------------------- info

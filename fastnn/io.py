@@ -267,6 +267,11 @@ def _parse(data: bytes, name: str):
     return meta, tensors
 
 
+#: the model classes files are loaded into, by name. Sequential registers itself
+#: here (io does not import it: a model's training runs callbacks, and a callback saves)
+MODEL_CLASSES: dict = {}
+
+
 def load(path, backend=None):
     """Load a model saved by :func:`save`. Its ``preprocessing`` attribute holds the CLI's
     preprocessing state (or None). Raises :class:`ModelFileError` on any bad file."""
@@ -292,15 +297,13 @@ def model_from_bytes(data: bytes, backend=None, name: str = "model bytes"):
 
 def _build(meta, tensors, p: str, backend):
     """A built model from parsed metadata and tensors; ``p`` names the source."""
-    from .layers.sequential import Sequential
-
     try:
         arch = json.loads(meta["architecture"])
         prep = json.loads(meta["preprocessing"]) if "preprocessing" in meta else None
     except (KeyError, json.JSONDecodeError) as exc:
         raise ModelFileError(f"{p} has a missing or broken architecture: {exc}") from None
     try:
-        model = Sequential.from_config(arch, backend=backend)
+        model = MODEL_CLASSES["Sequential"].from_config(arch, backend=backend)
     except ModelFileError:
         raise
     except Exception as exc:

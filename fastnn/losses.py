@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import DataError, ShapeError, UnknownNameError
+from .spec import LossSpec
 
 
 class Loss:
@@ -33,6 +34,16 @@ class Loss:
     def grad(self, be, out, y, w, scale: float, from_logits: bool):
         """Return ``(loss_sum, dOut)``: summed weighted loss and ``d(loss_sum*scale)/dOut``."""
         raise NotImplementedError
+
+    #: the kind a compiled path knows this loss by (None: no compiled form)
+    kind: str | None = None
+
+    def spec(self, from_logits: bool) -> LossSpec | None:
+        """This loss's self-description for a compiled training path, or None (user
+        subclasses may change :meth:`grad`, so only the built-in classes have one)."""
+        if self.kind is None or type(self) not in LOSSES.values():
+            return None
+        return LossSpec(self.kind, bool(self.sparse), bool(from_logits))
 
     def get_config(self) -> str:
         """The name this loss is saved under."""
@@ -58,6 +69,7 @@ class BinaryCrossentropy(Loss):
     """``-[y log p + (1-y) log(1-p)]`` for 0/1 targets; fuses with a sigmoid head."""
 
     name = "binary_crossentropy"
+    kind = "bce"
     head = "sigmoid"
 
     def prepare_targets(self, y, n_out, dtype):
@@ -85,6 +97,7 @@ class CategoricalCrossentropy(Loss):
     """``-sum_j y_j log p_j`` for one-hot targets ``(n, k)``; fuses with a softmax head."""
 
     name = "categorical_crossentropy"
+    kind = "ce"
     head = "softmax"
 
     def prepare_targets(self, y, n_out, dtype):
@@ -118,6 +131,7 @@ class SparseCategoricalCrossentropy(Loss):
     """Categorical cross-entropy with integer class targets ``(n,)`` in ``[0, k)``."""
 
     name = "sparse_categorical_crossentropy"
+    kind = "ce"
     head = "softmax"
     sparse = True
 
@@ -157,6 +171,7 @@ class MeanSquaredError(Loss):
     """``mean_j (p_j - y_j)^2`` for regression targets ``(n,)`` or ``(n, k)``."""
 
     name = "mse"
+    kind = "mse"
 
     def prepare_targets(self, y, n_out, dtype):
         """Real targets of shape (n,) or (n, n_out)."""

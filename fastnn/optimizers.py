@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .errors import ConfigError, UnknownNameError
+from .spec import OptimizerSpec, adam_step_scalars
 
 
 def _positive(name: str, value, allow_zero: bool = False) -> float:
@@ -45,6 +48,11 @@ class Optimizer:
         """Allocate zeroed state buffers on backend ``be`` (once per model)."""
         self.state = {k: be.zeros((size,), dtype) for k in self.state_names}
 
+    def ensure_state(self, be, size: int, dtype) -> None:
+        """:meth:`build` the state unless it already holds buffers of ``size``."""
+        if not self.state or next(iter(self.state.values())).size != size:
+            self.build(be, size, dtype)
+
     def move(self, src, dst) -> None:
         """Move the state buffers from backend ``src`` to ``dst`` (used by ``model.to``)."""
         self.state = {k: dst.asarray(src.to_numpy(v)) for k, v in self.state.items()}
@@ -52,6 +60,34 @@ class Optimizer:
     def step(self, be, theta, grad) -> None:
         """One update of every parameter."""
         raise NotImplementedError
+
+    # ------------------------------------------------------------ for compiled paths
+    #: the kind a compiled path knows this optimizer by (None: it has no compiled form)
+    kind: str | None = None
+
+    def hyper(self) -> dict:
+        """The hyper-parameters a compiled update needs (see :class:`OptimizerSpec`)."""
+        return {"learning_rate": self.learning_rate, "weight_decay": self.weight_decay}
+
+    def step_scalars(self, count: int):
+        """``(lr_t, eps_t)`` float64 arrays for the next ``count`` steps (the step size
+        and epsilon each step uses; constant unless the optimizer corrects them)."""
+        eps = getattr(self, "epsilon", 0.0)
+        return np.full(count, self.learning_rate), np.full(count, eps)
+
+    def advance(self, count: int) -> None:
+        """Record that a compiled path ran ``count`` steps of this optimizer."""
+        self.iterations += int(count)
+
+    def spec(self) -> OptimizerSpec | None:
+        """This optimizer's self-description, or None when it has no compiled form (a
+        user subclass may change :meth:`step`, so only the built-in classes have one)."""
+        if self.kind is None or type(self) not in OPTIMIZERS.values():
+            return None
+        state = tuple(self.state[k] for k in self.state_names)
+        return OptimizerSpec(
+            self.kind, self.name, self.hyper(), state, self.step_scalars, self.advance
+        )
 
     def get_config(self) -> dict:
         """Constructor arguments, plus the name."""
@@ -71,6 +107,7 @@ class SGD(Optimizer):
     """Stochastic gradient descent with optional momentum and Nesterov momentum."""
 
     name = "sgd"
+    kind = "sgd"
     state_names = ("velocity",)
 
     def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=0.0):
@@ -95,11 +132,16 @@ class SGD(Optimizer):
         """Constructor arguments."""
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
 
+    def hyper(self):
+        """Learning rate, weight decay, momentum, nesterov."""
+        return {**super().hyper(), "momentum": self.momentum, "nesterov": self.nesterov}
+
 
 class Adam(Optimizer):
     """Adam (Kingma & Ba) with bias correction; ``weight_decay`` adds L2 to the gradient."""
 
     name = "adam"
+    kind = "adam"
     state_names = ("m", "v")
     decoupled = False
 
@@ -137,6 +179,21 @@ class Adam(Optimizer):
             "epsilon": self.epsilon,
         }
 
+    def hyper(self):
+        """Learning rate, weight decay, the betas, and whether the decay is decoupled."""
+        return {
+            **super().hyper(),
+            "beta_1": self.beta_1,
+            "beta_2": self.beta_2,
+            "epsilon": self.epsilon,
+            "decoupled": self.decoupled,
+        }
+
+    def step_scalars(self, count):
+        """Bias-corrected ``(lr_t, eps_t)`` of steps ``iterations+1 .. iterations+count``."""
+        t = np.arange(self.iterations + 1, self.iterations + 1 + count, dtype=np.float64)
+        return adam_step_scalars(self.learning_rate, self.beta_1, self.beta_2, self.epsilon, t)
+
 
 class AdamW(Adam):
     """Adam with decoupled weight decay (Loshchilov & Hutter): ``theta *= 1 - lr*wd``."""
@@ -154,6 +211,7 @@ class RMSprop(Optimizer):
     """RMSprop: divide the step by a running root-mean-square of the gradients."""
 
     name = "rmsprop"
+    kind = "rmsprop"
     state_names = ("sq", "velocity")
 
     def __init__(self, learning_rate=0.001, rho=0.9, epsilon=1e-7, momentum=0.0, weight_decay=0.0):
@@ -181,6 +239,15 @@ class RMSprop(Optimizer):
         """Constructor arguments."""
         return {
             **super().get_config(),
+            "rho": self.rho,
+            "epsilon": self.epsilon,
+            "momentum": self.momentum,
+        }
+
+    def hyper(self):
+        """Learning rate, weight decay, rho, epsilon, momentum."""
+        return {
+            **super().hyper(),
             "rho": self.rho,
             "epsilon": self.epsilon,
             "momentum": self.momentum,

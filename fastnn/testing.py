@@ -101,13 +101,14 @@ def _host64(be, a) -> np.ndarray:
 def loss_and_grad(model, X, y, sample_weight=None, *, dropout_seed: int = 0):
     """One training step's forward and backward pass, without the optimizer update.
 
-    Runs the per-layer path of :meth:`Sequential.fit` on the whole of ``X`` as one batch
+    Runs steps 2-4 of :func:`fastnn.training.train_epoch` on the whole of ``X`` as one batch
     (in training mode, the head fused with the loss as in training) and returns
     ``(loss, grad)``: the weighted mean loss ``sum(w_i l_i) / n`` and a host copy of
     ``dloss/dtheta`` (flat, in ``model.theta`` order). Dropout layers draw their mask from
     a fresh ``np.random.default_rng(dropout_seed)`` on every call, so repeated calls see
     the same mask.
     """
+    from . import training
     from .layers.dropout import Dropout
 
     be = model.backend
@@ -117,16 +118,13 @@ def loss_and_grad(model, X, y, sample_weight=None, *, dropout_seed: int = 0):
     w = None
     if sample_weight is not None:
         w = be.asarray(np.asarray(sample_weight, dtype=model.dtype).reshape(-1, 1))
-    fused = model._head_fused()
-    last = len(model.layers) - 1
     for layer in model.layers:
         if isinstance(layer, Dropout):
             layer.rng = np.random.default_rng(dropout_seed)
-    A, backprops = model._forward_batch(be.asarray(Xh), True, fused)
-    lsum, dA = model.loss.grad(be, A, be.asarray(yh), w, 1.0 / n, fused)
+    out, backprops = training.forward(model, be.asarray(Xh))
+    lsum, dout = training.measure_error(model, out, be.asarray(yh), w)
     model.grad[...] = 0
-    for i in range(last, -1, -1):
-        dA = backprops[i](dA, i > 0)
+    training.backpropagate(backprops, dout)
     return float(lsum) / n, _host64(be, model.grad)
 
 

@@ -1,5 +1,6 @@
-"""Numba CPU kernels: fused elementwise ops, loss gradients, optimizer updates, and a
-whole training epoch of a Dense stack in one compiled call.
+"""Numba CPU kernels: fused elementwise ops, loss gradients, optimizer updates, and the
+pieces of the compiled training epoch (which ``fastnn.backends.numba_compile`` writes
+for each model out of these kernels).
 
 Imported lazily by :class:`fastnn.backends.numba_backend.NumbaBackend`, never by
 ``import fastnn``. Every function here is ``@njit(cache=True)`` without a signature, so
@@ -26,8 +27,10 @@ to scalar libm calls, 10-40x slower per element than NumPy's SIMD loops: fine in
 small network's step, which is why the backend sends big sigmoid/tanh/softmax arrays to
 NumPy instead.
 
-Codes (``ACT_CODES``, ``LOSS_*``, ``OPT_*``) are small ints so one compiled function
-serves every architecture: the network is described by int and float tables.
+Codes (``ACT_CODES``, ``LOSS_*``, ``OPT_*``) are small ints naming the kernels; every
+activation, loss and optimizer has its own small kernel, so a compiled epoch compiles
+only the ones its model uses, and the per-op dispatchers (``act_forward``, ``loss_grad``,
+``opt_update``) pick one by code.
 """
 
 from __future__ import annotations
@@ -134,88 +137,180 @@ N_LOSSC = 3
 
 
 # ---------------------------------------------------------------------------- activations
+# One small kernel per activation, ``f(Z, alpha, Y)`` forward and ``f(Z, Y, dY, alpha,
+# dZ)`` backward (any 2-D layout; softmax has a row-major and a feature-major form), so
+# a compiled epoch calls, and compiles, only the ones its model uses. ``act_forward``
+# and ``act_backward`` pick one by code for the per-op path.
+@njit(**_JIT)
+def linear_forward(Z, alpha, Y):
+    """``Y = Z`` (a copy; harmless when ``Y`` is ``Z``)."""
+    n, d = Z.shape
+    for r in range(n):
+        for j in range(d):
+            Y[r, j] = Z[r, j]
+
+
+@njit(**_JIT)
+def relu_forward(Z, alpha, Y):
+    """``Y = max(Z, 0)``; NaN propagates, as in ``np.maximum``."""
+    n, d = Z.shape
+    zero = Z.dtype.type(0)
+    for r in range(n):
+        for j in range(d):
+            z = Z[r, j]
+            Y[r, j] = z if (z > zero or z != z) else zero
+
+
+@njit(**_JIT)
+def leaky_relu_forward(Z, alpha, Y):
+    """``Y = Z`` where positive, else ``alpha * Z``."""
+    n, d = Z.shape
+    zero = Z.dtype.type(0)
+    for r in range(n):
+        for j in range(d):
+            z = Z[r, j]
+            Y[r, j] = z if z > zero else z * alpha
+
+
+@njit(**_JIT)
+def sigmoid_forward(Z, alpha, Y):
+    """``Y = 0.5 * tanh(0.5 * Z) + 0.5``."""
+    n, d = Z.shape
+    half = Z.dtype.type(0.5)
+    for r in range(n):
+        for j in range(d):
+            Y[r, j] = half * np.tanh(Z[r, j] * half) + half
+
+
+@njit(**_JIT)
+def tanh_forward(Z, alpha, Y):
+    """``Y = tanh(Z)``."""
+    n, d = Z.shape
+    for r in range(n):
+        for j in range(d):
+            Y[r, j] = np.tanh(Z[r, j])
+
+
+@njit(inline="always", **_JIT)
+def _row_max(Z, r):
+    """The largest value of row ``r`` of ``Z``; NaN wins, as in ``np.max``."""
+    m = Z[r, 0]
+    for j in range(1, Z.shape[1]):
+        if Z[r, j] > m or Z[r, j] != Z[r, j]:
+            m = Z[r, j]
+    return m
+
+
+@njit(**_JIT)
+def softmax_forward(Z, alpha, Y):
+    """Row-wise softmax of ``Z (n, k)``, shifted by the row max."""
+    n, d = Z.shape
+    zero = Z.dtype.type(0)
+    for r in range(n):
+        m = _row_max(Z, r)
+        s = zero
+        for j in range(d):
+            e = np.exp(Z[r, j] - m)
+            Y[r, j] = e
+            s += e
+        for j in range(d):
+            Y[r, j] = Y[r, j] / s
+
+
+@njit(**_JIT)
+def linear_backward(Z, Y, dY, alpha, dZ):
+    """``dZ = dY`` (a copy; harmless when ``dZ`` is ``dY``)."""
+    linear_forward(dY, alpha, dZ)
+
+
+@njit(**_JIT)
+def relu_backward(Z, Y, dY, alpha, dZ):
+    """``dZ = dY * (Z > 0)``."""
+    n, d = Z.shape
+    zero = Z.dtype.type(0)
+    one = Z.dtype.type(1)
+    for r in range(n):
+        for j in range(d):
+            dZ[r, j] = dY[r, j] * (one if Z[r, j] > zero else zero)
+
+
+@njit(**_JIT)
+def leaky_relu_backward(Z, Y, dY, alpha, dZ):
+    """``dZ = dY`` where ``Z > 0``, else ``alpha * dY``."""
+    n, d = Z.shape
+    zero = Z.dtype.type(0)
+    for r in range(n):
+        for j in range(d):
+            g = dY[r, j]
+            dZ[r, j] = g if Z[r, j] > zero else g * alpha
+
+
+@njit(**_JIT)
+def sigmoid_backward(Z, Y, dY, alpha, dZ):
+    """``dZ = dY * Y * (1 - Y)``."""
+    n, d = Z.shape
+    one = Z.dtype.type(1)
+    for r in range(n):
+        for j in range(d):
+            y = Y[r, j]
+            dZ[r, j] = dY[r, j] * y * (one - y)
+
+
+@njit(**_JIT)
+def tanh_backward(Z, Y, dY, alpha, dZ):
+    """``dZ = dY * (1 - Y^2)``."""
+    n, d = Z.shape
+    one = Z.dtype.type(1)
+    for r in range(n):
+        for j in range(d):
+            y = Y[r, j]
+            dZ[r, j] = dY[r, j] * (one - y * y)
+
+
+@njit(**_JIT)
+def softmax_backward(Z, Y, dY, alpha, dZ):
+    """Row-wise ``dZ = Y * (dY - sum(dY * Y))``."""
+    n, d = Z.shape
+    for r in range(n):
+        s = Z.dtype.type(0)
+        for j in range(d):
+            s += dY[r, j] * Y[r, j]
+        for j in range(d):
+            dZ[r, j] = Y[r, j] * (dY[r, j] - s)
+
+
 @njit(**_JIT)
 def act_forward(Z, code, alpha, Y):
     """``Y = act(Z)`` for ``Z, Y (n, d)`` (``Y`` may be ``Z``: in place)."""
-    n, d = Z.shape
-    t = Z.dtype.type
-    zero = t(0)
-    half = t(0.5)
-    if code == LINEAR:  # a copy (harmless when Y is Z)
-        for r in range(n):
-            for j in range(d):
-                Y[r, j] = Z[r, j]
+    if code == LINEAR:
+        linear_forward(Z, alpha, Y)
     elif code == RELU:
-        for r in range(n):
-            for j in range(d):
-                z = Z[r, j]
-                # np.maximum: NaN propagates
-                Y[r, j] = z if (z > zero or z != z) else zero
+        relu_forward(Z, alpha, Y)
     elif code == LEAKY_RELU:
-        for r in range(n):
-            for j in range(d):
-                z = Z[r, j]
-                Y[r, j] = z if z > zero else z * alpha
+        leaky_relu_forward(Z, alpha, Y)
     elif code == SIGMOID:
-        for r in range(n):
-            for j in range(d):
-                Y[r, j] = half * np.tanh(Z[r, j] * half) + half
+        sigmoid_forward(Z, alpha, Y)
     elif code == TANH:
-        for r in range(n):
-            for j in range(d):
-                Y[r, j] = np.tanh(Z[r, j])
-    else:  # SOFTMAX, row-wise, shifted by the row max
-        for r in range(n):
-            m = Z[r, 0]
-            for j in range(1, d):
-                if Z[r, j] > m or Z[r, j] != Z[r, j]:
-                    m = Z[r, j]
-            s = zero
-            for j in range(d):
-                e = np.exp(Z[r, j] - m)
-                Y[r, j] = e
-                s += e
-            for j in range(d):
-                Y[r, j] = Y[r, j] / s
+        tanh_forward(Z, alpha, Y)
+    else:
+        softmax_forward(Z, alpha, Y)
 
 
 @njit(**_JIT)
 def act_backward(Z, Y, dY, code, alpha, dZ):
     """``dZ = dY * act'(Z)`` for ``(n, d)`` arrays; ``dZ`` may be ``dY`` (in place)."""
-    n, d = Z.shape
-    t = Z.dtype.type
-    zero = t(0)
-    one = t(1)
-    if code == LINEAR:  # a copy (harmless when dZ is dY)
-        for r in range(n):
-            for j in range(d):
-                dZ[r, j] = dY[r, j]
+    if code == LINEAR:
+        linear_backward(Z, Y, dY, alpha, dZ)
     elif code == RELU:
-        for r in range(n):
-            for j in range(d):
-                dZ[r, j] = dY[r, j] * (one if Z[r, j] > zero else zero)
+        relu_backward(Z, Y, dY, alpha, dZ)
     elif code == LEAKY_RELU:
-        for r in range(n):
-            for j in range(d):
-                g = dY[r, j]
-                dZ[r, j] = g if Z[r, j] > zero else g * alpha
+        leaky_relu_backward(Z, Y, dY, alpha, dZ)
     elif code == SIGMOID:
-        for r in range(n):
-            for j in range(d):
-                y = Y[r, j]
-                dZ[r, j] = dY[r, j] * y * (one - y)
+        sigmoid_backward(Z, Y, dY, alpha, dZ)
     elif code == TANH:
-        for r in range(n):
-            for j in range(d):
-                y = Y[r, j]
-                dZ[r, j] = dY[r, j] * (one - y * y)
-    else:  # SOFTMAX: Y * (dY - sum(dY * Y))
-        for r in range(n):
-            s = zero
-            for j in range(d):
-                s += dY[r, j] * Y[r, j]
-            for j in range(d):
-                dZ[r, j] = Y[r, j] * (dY[r, j] - s)
+        tanh_backward(Z, Y, dY, alpha, dZ)
+    else:
+        softmax_backward(Z, Y, dY, alpha, dZ)
 
 
 @njit(**_JIT)
@@ -254,10 +349,7 @@ def log_softmax(Z, out):
     n, k = Z.shape
     zero = Z.dtype.type(0)
     for r in range(n):
-        m = Z[r, 0]
-        for j in range(1, k):
-            if Z[r, j] > m or Z[r, j] != Z[r, j]:
-                m = Z[r, j]
+        m = _row_max(Z, r)
         s = zero
         for j in range(k):
             out[r, j] = Z[r, j] - m
@@ -268,83 +360,116 @@ def log_softmax(Z, out):
 
 
 # ---------------------------------------------------------------------------- losses
-@njit(**_JIT)
-def loss_grad(P, yf, yi, w, has_w, code, sparse, lc, scale, dP):
-    """Loss and gradient of one batch: returns ``loss_sum`` (float64), writes ``dP``.
-
-    ``P (n, k)`` are logits (codes ``LOSS_BCE_LOGITS``/``LOSS_CE_LOGITS``) or outputs;
-    targets are ``yf (n, k)`` floats or, when ``sparse``, class indices ``yi (n,)``;
-    ``w (n, 1)`` row weights when ``has_w``; ``lc`` the loss constants (``L_*``);
-    ``dP = d(loss_sum * scale)/dP`` as in the NumPy backend's ``*_grad`` methods.
-    """
-    n, k = P.shape
+# One kernel per loss, all ``f(P, yf, yi, w, has_w, sparse, lc, scale, dP) -> loss_sum``:
+# ``P (n, k)`` logits or outputs; targets ``yf (n, k)`` floats or, when ``sparse``, class
+# indices ``yi (n,)``; ``w (n, 1)`` row weights when ``has_w``; ``lc`` the loss constants
+# (``L_*``); ``dP = d(loss_sum * scale)/dP`` as in the NumPy backend's ``*_grad`` methods.
+# ``loss_grad`` picks one by code for the per-op path.
+@njit(inline="always", **_JIT)
+def _start(P):
+    """``n, k, 0, 1`` of ``P (n, k)``, the constants in its dtype (every loss opens so)."""
     t = P.dtype.type
-    zero = t(0)
-    one = t(1)
-    half = t(0.5)
+    return P.shape[0], P.shape[1], t(0), t(1)
+
+
+@njit(inline="always", **_JIT)
+def _weigh(l, g, wr, has_w):
+    """One element's loss and gradient times its row's weight (when there are weights)."""
+    return (l * wr, g * wr) if has_w else (l, g)
+
+
+@njit(inline="always", **_JIT)
+def _bce(P, yf, w, has_w, lc, scale, dP, logits):
+    """Binary cross-entropy, element by element: on logits (log1p form, gradient
+    ``sigmoid(z) - y``) or on probabilities clipped to ``[eps, 1-eps]``. ``logits`` is a
+    literal at every call, so each form compiles without the other."""
+    n, k, zero, one = _start(P)
+    half = P.dtype.type(0.5)
+    eps = lc[L_EPS]
+    hi = lc[L_1MEPS]
     total = 0.0
-    if code == LOSS_BCE_LOGITS:
-        for r in range(n):
-            wr = w[r, 0] if has_w else one
-            for j in range(k):
-                z = P[r, j]
-                y = yf[r, j]
-                az = z if z >= zero else -z
-                l = (z if z > zero else zero) - z * y + np.log1p(np.exp(-az))
-                g = (half * np.tanh(z * half) + half) - y
-                if has_w:
-                    l = l * wr
-                    g = g * wr
-                total += l
-                dP[r, j] = g * scale
-    elif code == LOSS_BCE_PROB:
-        eps = lc[L_EPS]
-        hi = lc[L_1MEPS]
-        for r in range(n):
-            wr = w[r, 0] if has_w else one
-            for j in range(k):
-                p = P[r, j]
-                y = yf[r, j]
+    for r in range(n):
+        wr = w[r, 0] if has_w else one
+        for j in range(k):
+            p = P[r, j]
+            y = yf[r, j]
+            if logits:
+                ap = p if p >= zero else -p
+                l = (p if p > zero else zero) - p * y + np.log1p(np.exp(-ap))
+                g = (half * np.tanh(p * half) + half) - y
+            else:
                 pc = eps if p < eps else (hi if p > hi else p)
                 l = -(y * np.log(pc) + (one - y) * np.log(one - pc))
                 g = (pc - y) / (pc * (one - pc))
                 g = g * (one if (p > eps and p < hi) else zero)
-                if has_w:
-                    l = l * wr
-                    g = g * wr
-                total += l
-                dP[r, j] = g * scale
-    elif code == LOSS_CE_LOGITS:
-        log_softmax(P, dP)  # dP holds logp until overwritten below
-        for r in range(n):
-            wr = w[r, 0] if has_w else one
-            if sparse:
-                c = yi[r]
-                l = -dP[r, c]
-                for j in range(k):
-                    dP[r, j] = np.exp(dP[r, j])
-                dP[r, c] = dP[r, c] - one
-            else:
-                l = zero
-                for j in range(k):
-                    l += yf[r, j] * dP[r, j]
-                l = -l
-                for j in range(k):
-                    dP[r, j] = np.exp(dP[r, j]) - yf[r, j]
-            if has_w:
-                l = l * wr
-                for j in range(k):
-                    dP[r, j] = dP[r, j] * wr
+            l, g = _weigh(l, g, wr, has_w)
             total += l
+            dP[r, j] = g * scale
+    return total
+
+
+@njit(**_JIT)
+def bce_logits_loss(P, yf, yi, w, has_w, sparse, lc, scale, dP):
+    """Binary cross-entropy on logits; the gradient is ``sigmoid(z) - y``."""
+    return _bce(P, yf, w, has_w, lc, scale, dP, True)
+
+
+@njit(**_JIT)
+def bce_prob_loss(P, yf, yi, w, has_w, sparse, lc, scale, dP):
+    """Binary cross-entropy on probabilities clipped to ``[eps, 1-eps]``."""
+    return _bce(P, yf, w, has_w, lc, scale, dP, False)
+
+
+@njit(**_JIT)
+def ce_logits_loss(P, yf, yi, w, has_w, sparse, lc, scale, dP):
+    """Cross-entropy on logits (log-sum-exp); the gradient is ``softmax(z) - y``."""
+    n, k, zero, one = _start(P)
+    total = 0.0
+    log_softmax(P, dP)  # dP holds logp until overwritten below
+    for r in range(n):
+        wr = w[r, 0] if has_w else one
+        if sparse:
+            c = yi[r]
+            l = -dP[r, c]
             for j in range(k):
-                dP[r, j] = dP[r, j] * scale
-    elif code == LOSS_CE_PROB:
-        eps = lc[L_EPS]
-        for r in range(n):
-            wr = w[r, 0] if has_w else one
+                dP[r, j] = np.exp(dP[r, j])
+            dP[r, c] = dP[r, c] - one
+        else:
             l = zero
             for j in range(k):
-                p = P[r, j]
+                l += yf[r, j] * dP[r, j]
+            l = -l
+            for j in range(k):
+                dP[r, j] = np.exp(dP[r, j]) - yf[r, j]
+        if has_w:
+            l = l * wr
+            for j in range(k):
+                dP[r, j] = dP[r, j] * wr
+        total += l
+        for j in range(k):
+            dP[r, j] = dP[r, j] * scale
+    return total
+
+
+@njit(inline="always", **_JIT)
+def _row_loss(P, yf, yi, w, has_w, sparse, lc, scale, dP, mse):
+    """A loss summed over each row's outputs: cross-entropy on probabilities clipped
+    below at ``eps`` or (``mse``, a literal at every call) the mean of ``(p - y)^2``."""
+    n, k, zero, one = _start(P)
+    total = 0.0
+    eps = lc[L_EPS]
+    two_k = lc[L_2K]
+    kk = P.dtype.type(k)
+    for r in range(n):
+        wr = w[r, 0] if has_w else one
+        l = zero
+        for j in range(k):
+            p = P[r, j]
+            if mse:
+                diff = p - yf[r, j]
+                l += diff * diff
+                g = diff * two_k
+            else:
                 pc = eps if p < eps else (one if p > one else p)
                 if sparse:
                     y = one if j == yi[r] else zero
@@ -353,107 +478,136 @@ def loss_grad(P, yf, yi, w, has_w, code, sparse, lc, scale, dP):
                 l += y * np.log(pc)
                 g = -y / pc
                 g = g * (one if p > eps else zero)  # clipped region: flat loss, zero gradient
-                if has_w:
-                    g = g * wr
-                dP[r, j] = g * scale
-            l = -l
             if has_w:
-                l = l * wr
-            total += l
-    else:  # LOSS_MSE: mean over outputs of (p - y)^2
-        two_k = lc[L_2K]
-        kk = t(k)
-        for r in range(n):
-            wr = w[r, 0] if has_w else one
-            l = zero
-            for j in range(k):
-                diff = P[r, j] - yf[r, j]
-                l += diff * diff
-                g = diff * two_k
-                if has_w:
-                    g = g * wr
-                dP[r, j] = g * scale
-            l = l / kk
-            if has_w:
-                l = l * wr
-            total += l
+                g = g * wr
+            dP[r, j] = g * scale
+        l = l / kk if mse else -l
+        if has_w:
+            l = l * wr
+        total += l
     return total
 
 
-# ---------------------------------------------------------------------------- optimizers
 @njit(**_JIT)
-def opt_update(theta, grad, s1, s2, lo, hi, code, hp, lr_t, eps_t):
-    """One optimizer step on ``theta[lo:hi]`` in place (flat buffers, model dtype).
+def ce_prob_loss(P, yf, yi, w, has_w, sparse, lc, scale, dP):
+    """Cross-entropy on probabilities clipped below at ``eps``."""
+    return _row_loss(P, yf, yi, w, has_w, sparse, lc, scale, dP, False)
 
-    ``code`` is ``OPT_SGD`` (``s1`` velocity), ``OPT_ADAM`` (``s1`` m, ``s2`` v; ``lr_t``
-    and ``eps_t`` the bias-corrected step size and epsilon of this step) or
-    ``OPT_RMSPROP`` (``s1`` sq, ``s2`` velocity); ``hp`` holds the ``H_*`` slots.
-    """
+
+@njit(**_JIT)
+def mse_loss(P, yf, yi, w, has_w, sparse, lc, scale, dP):
+    """Mean over outputs of ``(p - y)^2``."""
+    return _row_loss(P, yf, yi, w, has_w, sparse, lc, scale, dP, True)
+
+
+@njit(**_JIT)
+def loss_grad(P, yf, yi, w, has_w, code, sparse, lc, scale, dP):
+    """Loss and gradient of one batch by loss ``code``: returns ``loss_sum`` (float64),
+    writes ``dP`` (see the kernels above)."""
+    if code == LOSS_BCE_LOGITS:
+        return bce_logits_loss(P, yf, yi, w, has_w, sparse, lc, scale, dP)
+    if code == LOSS_BCE_PROB:
+        return bce_prob_loss(P, yf, yi, w, has_w, sparse, lc, scale, dP)
+    if code == LOSS_CE_LOGITS:
+        return ce_logits_loss(P, yf, yi, w, has_w, sparse, lc, scale, dP)
+    if code == LOSS_CE_PROB:
+        return ce_prob_loss(P, yf, yi, w, has_w, sparse, lc, scale, dP)
+    return mse_loss(P, yf, yi, w, has_w, sparse, lc, scale, dP)
+
+
+# ---------------------------------------------------------------------------- optimizers
+# One kernel per optimizer, ``f(theta, grad, s1, s2, hp, lr_t, eps_t)``, one step over
+# whole flat buffers (model dtype) in place; ``hp`` holds the ``H_*`` slots. Loops index
+# from 0 over whole arrays: indices LLVM knows are >= 0 vectorise (``range(lo, hi)``
+# indexing measured 3x slower on a 1.9 M-parameter update). ``opt_update`` slices a
+# range and picks one by code for the per-op path and the BLAS-driven epoch.
+@njit(**_JIT)
+def sgd_step(theta, grad, s1, s2, hp, lr_t, eps_t):
+    """SGD; ``s1`` the velocity (momentum, Nesterov), L2 decay added to the gradient."""
     zero = theta.dtype.type(0)
     wd = hp[H_WD]
-    # slices, then loops from 0: indices LLVM knows are >= 0 vectorise (range(lo, hi)
-    # indexing measured 3x slower on a 1.9 M-parameter update)
-    theta = theta[lo:hi]
-    grad = grad[lo:hi]
-    s1 = s1[lo:hi]
-    s2 = s2[lo:hi]
-    size = hi - lo
-    if code == OPT_SGD:
-        lr = hp[H_LR]
-        mom = hp[H_MOM]
-        if mom != zero:
-            nesterov = hp[H_NESTEROV] != zero
-            for i in range(size):
-                g = grad[i] + wd * theta[i] if wd != zero else grad[i]
-                v = s1[i] * mom
-                v = v - lr * g
-                s1[i] = v
-                if nesterov:
-                    theta[i] += mom * v - lr * g
-                else:
-                    theta[i] += v
-        else:
-            for i in range(size):
-                g = grad[i] + wd * theta[i] if wd != zero else grad[i]
-                theta[i] -= lr * g
-    elif code == OPT_ADAM:
-        b1 = hp[H_B1]
-        c1 = hp[H_1MB1]
-        b2 = hp[H_B2]
-        c2 = hp[H_1MB2]
-        decoupled = hp[H_DECOUPLED] != zero
-        l2 = wd != zero and not decoupled
-        decay = wd != zero and decoupled
-        dfac = hp[H_DECAY]
-        for i in range(size):
-            g = grad[i] + wd * theta[i] if l2 else grad[i]
-            m = s1[i] * b1
-            m = m + c1 * g
-            s1[i] = m
-            v = s2[i] * b2
-            v = v + c2 * (g * g)
-            s2[i] = v
-            th = theta[i] * dfac if decay else theta[i]
-            theta[i] = th - lr_t * m / (np.sqrt(v) + eps_t)
-    else:  # OPT_RMSPROP
-        lr = hp[H_LR]
-        mom = hp[H_MOM]
-        rho = hp[H_RHO]
-        c = hp[H_1MRHO]
-        eps = hp[H_EPS]
+    lr = hp[H_LR]
+    mom = hp[H_MOM]
+    size = theta.shape[0]
+    if mom != zero:
+        nesterov = hp[H_NESTEROV] != zero
         for i in range(size):
             g = grad[i] + wd * theta[i] if wd != zero else grad[i]
-            sq = s1[i] * rho
-            sq = sq + c * (g * g)
-            s1[i] = sq
-            step = lr * g / (np.sqrt(sq) + eps)
-            if mom != zero:
-                v = s2[i] * mom
-                v = v + step
-                s2[i] = v
-                theta[i] -= v
+            v = s1[i] * mom
+            v = v - lr * g
+            s1[i] = v
+            if nesterov:
+                theta[i] += mom * v - lr * g
             else:
-                theta[i] -= step
+                theta[i] += v
+    else:
+        for i in range(size):
+            g = grad[i] + wd * theta[i] if wd != zero else grad[i]
+            theta[i] -= lr * g
+
+
+@njit(**_JIT)
+def adam_step(theta, grad, s1, s2, hp, lr_t, eps_t):
+    """Adam/AdamW; ``s1`` m, ``s2`` v; ``lr_t`` and ``eps_t`` the bias-corrected step size
+    and epsilon of this step (the optimizer computes them)."""
+    zero = theta.dtype.type(0)
+    wd = hp[H_WD]
+    b1 = hp[H_B1]
+    c1 = hp[H_1MB1]
+    b2 = hp[H_B2]
+    c2 = hp[H_1MB2]
+    decoupled = hp[H_DECOUPLED] != zero
+    l2 = wd != zero and not decoupled
+    decay = wd != zero and decoupled
+    dfac = hp[H_DECAY]
+    for i in range(theta.shape[0]):
+        g = grad[i] + wd * theta[i] if l2 else grad[i]
+        m = s1[i] * b1
+        m = m + c1 * g
+        s1[i] = m
+        v = s2[i] * b2
+        v = v + c2 * (g * g)
+        s2[i] = v
+        th = theta[i] * dfac if decay else theta[i]
+        theta[i] = th - lr_t * m / (np.sqrt(v) + eps_t)
+
+
+@njit(**_JIT)
+def rmsprop_step(theta, grad, s1, s2, hp, lr_t, eps_t):
+    """RMSprop (Keras form); ``s1`` the mean square, ``s2`` the velocity (momentum)."""
+    zero = theta.dtype.type(0)
+    wd = hp[H_WD]
+    lr = hp[H_LR]
+    mom = hp[H_MOM]
+    rho = hp[H_RHO]
+    c = hp[H_1MRHO]
+    eps = hp[H_EPS]
+    for i in range(theta.shape[0]):
+        g = grad[i] + wd * theta[i] if wd != zero else grad[i]
+        sq = s1[i] * rho
+        sq = sq + c * (g * g)
+        s1[i] = sq
+        step = lr * g / (np.sqrt(sq) + eps)
+        if mom != zero:
+            v = s2[i] * mom
+            v = v + step
+            s2[i] = v
+            theta[i] -= v
+        else:
+            theta[i] -= step
+
+
+@njit(**_JIT)
+def opt_update(theta, grad, s1, s2, lo, hi, code, hp, lr_t, eps_t):
+    """One optimizer step on ``theta[lo:hi]`` in place: ``code`` is ``OPT_SGD``,
+    ``OPT_ADAM`` or ``OPT_RMSPROP`` (see the kernels above)."""
+    th, g, a, b = theta[lo:hi], grad[lo:hi], s1[lo:hi], s2[lo:hi]
+    if code == OPT_SGD:
+        sgd_step(th, g, a, b, hp, lr_t, eps_t)
+    elif code == OPT_ADAM:
+        adam_step(th, g, a, b, hp, lr_t, eps_t)
+    else:
+        rmsprop_step(th, g, a, b, hp, lr_t, eps_t)
 
 
 # ---------------------------------------------------------------------------- dropout
@@ -526,266 +680,75 @@ def dense_backward_t(W, X, dZ, dW, db, has_b, dX, need_dx):
 
 
 @njit(**_JIT)
+def softmax_forward_t(Z, alpha, Y):
+    """Softmax of feature-major ``Z (k, n)`` over its ``k`` features (the row-wise kernel
+    on the transposed views: the same loops, the same memory order)."""
+    softmax_forward(Z.T, alpha, Y.T)
+
+
+@njit(**_JIT)
+def softmax_backward_t(Z, Y, dY, alpha, dZ):
+    """Backward of :func:`softmax_forward_t`."""
+    softmax_backward(Z.T, Y.T, dY.T, alpha, dZ.T)
+
+
+@njit(**_JIT)
 def act_forward_t(Z, code, alpha, Y):
     """:func:`act_forward` on feature-major ``(d, n)`` arrays (softmax over ``d``)."""
-    if code != SOFTMAX:
+    if code == SOFTMAX:
+        softmax_forward_t(Z, alpha, Y)
+    else:
         act_forward(Z, code, alpha, Y)
-        return
-    d, n = Z.shape
-    for r in range(n):
-        m = Z[0, r]
-        for j in range(1, d):
-            if Z[j, r] > m or Z[j, r] != Z[j, r]:
-                m = Z[j, r]
-        s = Z.dtype.type(0)
-        for j in range(d):
-            e = np.exp(Z[j, r] - m)
-            Y[j, r] = e
-            s += e
-        for j in range(d):
-            Y[j, r] = Y[j, r] / s
 
 
 @njit(**_JIT)
 def act_backward_t(Z, Y, dY, code, alpha, dZ):
     """:func:`act_backward` on feature-major ``(d, n)`` arrays."""
-    if code != SOFTMAX:
-        act_backward(Z, Y, dY, code, alpha, dZ)
-        return
-    d, n = Z.shape
-    for r in range(n):
-        s = Z.dtype.type(0)
-        for j in range(d):
-            s += dY[j, r] * Y[j, r]
-        for j in range(d):
-            dZ[j, r] = Y[j, r] * (dY[j, r] - s)
-
-
-# ---------------------------------------------------------------------------- fused epoch
-@njit(**_JIT)
-def _view(buf, off, d, n):
-    return buf[off : off + d * n].reshape((d, n))
-
-
-@njit(**_JIT)
-def _param_views(ops, theta, grad):
-    """Per op: ``W``/``dW`` as ``(d_in, d_out)`` views of ``theta``/``grad`` and ``b``/``db``
-    (1x1 and 1-element placeholders for ops without them)."""
-    Ws = []
-    dWs = []
-    bs = []
-    dbs = []
-    for q in range(ops.shape[0]):
-        wo = ops[q, C_WOFF]
-        bo = ops[q, C_BOFF]
-        if ops[q, C_KIND] == OP_DENSE:
-            din = ops[q, C_DIN]
-            dout = ops[q, C_DOUT]
-            Ws.append(theta[wo : wo + din * dout].reshape((din, dout)))
-            dWs.append(grad[wo : wo + din * dout].reshape((din, dout)))
-        else:
-            wo = 0
-            Ws.append(theta[0:1].reshape((1, 1)))
-            dWs.append(grad[0:1].reshape((1, 1)))
-        if bo >= 0:
-            bs.append(theta[bo : bo + ops[q, C_DOUT]])
-            dbs.append(grad[bo : bo + ops[q, C_DOUT]])
-        else:
-            bs.append(theta[wo : wo + 1])
-            dbs.append(grad[wo : wo + 1])
-    return Ws, dWs, bs, dbs
-
-
-@njit(**_JIT)
-def _batch_views(ws, G0, G1, LS, ops, x_off, d_x, k_out, first_param, nb):
-    """The feature-major views of one step of ``nb`` rows: the input batch, per op its
-    input ``A``, ``Z``, ``Y`` and (backward) ``gY``/``gX``, and the loss's row-major
-    ``Pr``/``gPr`` (views of the output and its gradient when ``k_out == 1``, else
-    scratch in ``LS``) and feature-major ``gP``."""
-    n_ops = ops.shape[0]
-    last = n_ops - 1
-    Xb = _view(ws, x_off, d_x, nb)
-    As = []
-    Zs = []
-    Ys = []
-    gYs = []
-    gXs = []
-    for q in range(n_ops):
-        Z = _view(ws, ops[q, C_Z], ops[q, C_DOUT], nb)
-        As.append(_view(ws, ops[q, C_IN], ops[q, C_DIN], nb))
-        Zs.append(Z)
-        Ys.append(_view(ws, ops[q, C_Y], ops[q, C_DOUT], nb))
-        gYs.append(Z)  # placeholders, set below for the ops the backward pass visits
-        gXs.append(Z)
-    cur = 0
-    for q in range(last, first_param - 1, -1):
-        gYs[q] = _view(G0 if cur == 0 else G1, 0, ops[q, C_DOUT], nb)
-        if ops[q, C_KIND] == OP_DENSE:
-            gXs[q] = _view(G1 if cur == 0 else G0, 0, ops[q, C_DIN], nb)
-            cur = 1 - cur
-    gP = _view(G0, 0, k_out, nb)
-    if k_out == 1:  # (1, nb) and (nb, 1) share their layout
-        Pr = _view(ws, ops[last, C_Y], nb, 1)
-        gPr = _view(G0, 0, nb, 1)
+    if code == SOFTMAX:
+        softmax_backward_t(Z, Y, dY, alpha, dZ)
     else:
-        Pr = _view(LS, 0, nb, k_out)
-        gPr = _view(LS, nb * k_out, nb, k_out)
-    return Xb, As, Zs, Ys, gYs, gXs, Pr, gPr, gP
+        act_backward(Z, Y, dY, code, alpha, dZ)
+
+
+# ---------------------------------------------------------------------------- epoch pieces
+# Small steps of the compiled epoch that fastnn.backends.numba_compile generates for a
+# model (the epoch itself is generated: only the kernels its model uses are compiled).
+@njit(**_JIT)
+def rows_to_cols(A, B):
+    """``B = A^T``: a row-major ``A (n, d)`` into feature-major ``B (d, n)``."""
+    n, d = A.shape
+    for j in range(d):  # j outer: contiguous writes (r outer thrashed at 4 KiB strides)
+        for r in range(n):
+            B[j, r] = A[r, j]
 
 
 @njit(**_JIT)
-def train_epoch(
-    X,
-    yf,
-    yi,
-    w,
-    has_w,
-    out,
-    theta,
-    grad,
-    s1,
-    s2,
-    ops,
-    opf,
-    ws,
-    G0,
-    G1,
-    LS,
-    U,
-    loss_code,
-    sparse,
-    lc,
-    opt_code,
-    hp,
-    lr_ts,
-    eps_ts,
-    x_off,
-    batch_size,
-    b_first,
-    b_last,
-):
-    """Train batches ``b_first .. b_last-1`` of an epoch in one call; returns the loss sum.
+def cols_to_rows(B, A, start):
+    """``A[start + r, j] = B[j, r]``: feature-major ``B (d, n)`` into rows of ``A``."""
+    d, n = B.shape
+    for r in range(n):
+        for j in range(d):
+            A[start + r, j] = B[j, r]
 
-    ``X (n, d)``, targets ``yf``/``yi``, weights ``w`` are already in epoch order (the
-    permuted rows). Each batch: forward through the op table ``ops``/``opf`` (Dense,
-    activation, dropout; activations feature-major in workspace ``ws``), loss and its
-    gradient (:func:`loss_grad`), backward (gradients into ``grad``), then one optimizer
-    step over the whole flat ``theta`` with ``lr_ts[s]``/``eps_ts[s]`` for the ``s``-th
-    step of this call. ``out`` receives each row's final output (logits when the head is
-    fused). ``U`` holds the dropout uniforms of these batches in the order the per-layer
-    path draws them (batch, layer, row, feature). ``G0``/``G1`` are ping-pong gradient
-    buffers of ``batch_size * max_width``, ``LS`` a loss scratch of ``2 * batch_size *
-    k_out``; each batch of ``X`` is first copied,
-    transposed, to ``ws[x_off:]`` (the first op's input).
-    """
-    n = X.shape[0]
-    d_x = X.shape[1]
-    n_ops = ops.shape[0]
-    k_out = out.shape[1]
-    t = theta.dtype.type
-    zero = t(0)
-    total = 0.0
-    # backward stops at the first op with parameters (nothing before it needs dX)
-    first_param = n_ops
-    for q in range(n_ops):
-        if ops[q, C_KIND] == OP_DENSE:
-            first_param = q
-            break
-    last = n_ops - 1
-    u_pos = 0
-    n_theta = theta.shape[0]
-    # every view the steps use is built here, once per batch size, not per step and op
-    # (a reshaped view costs ~30 ns: ~40 of them per step were a third of a churn step)
-    Ws, dWs, bs, dbs = _param_views(ops, theta, grad)
-    nbv = min(batch_size, n - b_first * batch_size)
-    Xb, As, Zs, Ys, gYs, gXs, Pr, gPr, gP = _batch_views(
-        ws, G0, G1, LS, ops, x_off, d_x, k_out, first_param, nbv
-    )
-    for b in range(b_first, b_last):
-        start = b * batch_size
-        stop = min(start + batch_size, n)
-        nb = stop - start
-        if nb != nbv:  # the last, shorter batch
-            nbv = nb
-            Xb, As, Zs, Ys, gYs, gXs, Pr, gPr, gP = _batch_views(
-                ws, G0, G1, LS, ops, x_off, d_x, k_out, first_param, nb
-            )
-        Xs = X[start:stop]
-        for j in range(d_x):  # j outer: contiguous writes (r outer thrashed at 4 KiB strides)
-            for r in range(nb):
-                Xb[j, r] = Xs[r, j]
-        # ---- forward
-        for q in range(n_ops):
-            kind = ops[q, C_KIND]
-            A = As[q]
-            Z = Zs[q]
-            Y = Ys[q]
-            code = ops[q, C_ACT]
-            alpha = opf[q, F_ALPHA]
-            if kind == OP_DENSE:
-                dense_forward_t(Ws[q], bs[q], ops[q, C_BOFF] >= 0, A, Z)
-                if code != LINEAR:
-                    act_forward_t(Z, code, alpha, Y)
-            elif kind == OP_ACT:
-                act_forward_t(A, code, alpha, Y)
-            else:  # OP_DROPOUT: Z holds the mask
-                dout = ops[q, C_DOUT]
-                rate = opf[q, F_RATE]
-                keep = opf[q, F_KEEP]
-                for j in range(dout):
-                    for r in range(nb):
-                        mk = keep if U[u_pos + r * dout + j] >= rate else zero
-                        Z[j, r] = mk
-                        Y[j, r] = A[j, r] * mk
-                u_pos += nb * dout
-        P = Ys[last]
-        # ---- loss, on row-major (nb, k_out) arrays (the layout the per-op kernel is
-        # compiled for): with one output they are views of P and gP, else copies
-        for r in range(nb):
-            for j in range(k_out):
-                out[start + r, j] = P[j, r]
-        if k_out != 1:
-            for r in range(nb):
-                for j in range(k_out):
-                    Pr[r, j] = P[j, r]
-        total += loss_grad(
-            Pr,
-            yf[start:stop],
-            yi[start:stop],
-            w[start:stop],
-            has_w,
-            loss_code,
-            sparse,
-            lc,
-            t(1.0 / nb),
-            gPr,
-        )
-        if k_out != 1:
-            for r in range(nb):
-                for j in range(k_out):
-                    gP[j, r] = gPr[r, j]
-        # ---- backward
-        for q in range(last, first_param - 1, -1):
-            kind = ops[q, C_KIND]
-            gY = gYs[q]
-            A = As[q]
-            Z = Zs[q]
-            Y = Ys[q]
-            code = ops[q, C_ACT]
-            alpha = opf[q, F_ALPHA]
-            if kind == OP_DENSE:
-                if code != LINEAR:
-                    act_backward_t(Z, Y, gY, code, alpha, gY)
-                dense_backward_t(
-                    Ws[q], A, gY, dWs[q], dbs[q], ops[q, C_BOFF] >= 0, gXs[q], q > first_param
-                )
-            elif kind == OP_ACT:
-                act_backward_t(A, Y, gY, code, alpha, gY)
-            else:
-                for j in range(Z.shape[0]):
-                    for r in range(nb):
-                        gY[j, r] = gY[j, r] * Z[j, r]
-        # ---- update
-        s = b - b_first
-        opt_update(theta, grad, s1, s2, 0, n_theta, opt_code, hp, lr_ts[s], eps_ts[s])
-    return total
+
+@njit(**_JIT)
+def dropout_forward_t(A, U, u_pos, rate, keep, M, Y):
+    """Inverted dropout of feature-major ``A (d, n)`` with the uniforms ``U[u_pos:]``
+    (drawn per row, then feature, as the per-layer path draws them): the mask into
+    ``M``, ``Y = A * M``."""
+    d, n = A.shape
+    zero = A.dtype.type(0)
+    for j in range(d):
+        for r in range(n):
+            mk = keep if U[u_pos + r * d + j] >= rate else zero
+            M[j, r] = mk
+            Y[j, r] = A[j, r] * mk
+
+
+@njit(**_JIT)
+def scale_by(G, M):
+    """``G *= M`` elementwise (the backward of dropout)."""
+    d, n = G.shape
+    for j in range(d):
+        for r in range(n):
+            G[j, r] = G[j, r] * M[j, r]

@@ -73,7 +73,7 @@ def test_import_compiles_nothing():
         "import fastnn, fastnn.backends.numba_backend as m\n"
         "fastnn.get_backend('numba')\n"
         "import fastnn.kernels.cpu as k\n"
-        "assert all(not f.signatures for f in (k.train_epoch, k.act_forward, k.loss_grad))\n"
+        "assert all(not f.signatures for f in (k.dense_forward_t, k.act_forward, k.loss_grad))\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -392,10 +392,10 @@ def test_fused_epoch_without_natural_head(monkeypatch, loss, path):
 def test_fused_epoch_dropout_and_class_weight(monkeypatch, path):
     # dropout draws the same uniforms in the same order as the per-layer path, also when
     # an epoch is cut into several calls to bound the uniforms drawn at once
-    from fastnn.backends import numba_backend
+    from fastnn.backends import numba_epoch
 
     monkeypatch.setenv("FASTNN_NUMBA_PATH", path)
-    monkeypatch.setattr(numba_backend, "_MAX_UNIFORMS", 300)
+    monkeypatch.setattr(numba_epoch, "_MAX_UNIFORMS", 300)
     pair = _train_pair(
         "binary_crossentropy", "adam", "float64", dropout=0.3, class_weight={0: 0.5, 1: 2.0}
     )
@@ -585,4 +585,4 @@ def test_compiled_cache_stays_out_of_the_installed_package(monkeypatch):
         else []
     )
     assert leftovers == []
-    assert cpu.train_epoch._cache._cache_path != pycache
+    assert cpu.dense_forward_t._cache._cache_path != pycache

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import BackendMismatchError, UnknownNameError
+from ..spec import adam_step_scalars
 
 ACTIVATIONS = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax")
 
@@ -68,6 +69,12 @@ class Backend:
         raise NotImplementedError
 
     # ------------------------------------------------------------------ helpers
+    @property
+    def inference(self) -> Backend:
+        """The backend whose ops run inference (``training=False``) on this backend's
+        arrays: itself, unless another one is faster there (see :class:`NumbaBackend`)."""
+        return self
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r} device={self.device!r}>"
 
@@ -288,8 +295,7 @@ class Backend:
         m += (1 - beta1) * grad
         v *= beta2
         v += (1 - beta2) * (grad * grad)
-        lr_t = lr * (1 - beta2**t) ** 0.5 / (1 - beta1**t)
-        eps_t = eps * (1 - beta2**t) ** 0.5
+        lr_t, eps_t = adam_step_scalars(lr, beta1, beta2, eps, t)
         if weight_decay and decoupled:
             theta *= 1 - lr * weight_decay
         theta -= lr_t * m / (xp.sqrt(v) + eps_t)
@@ -316,13 +322,17 @@ class Backend:
         return (U >= rate).astype(dtype) * (1.0 / (1.0 - rate))
 
     # ------------------------------------------------------------------ fused training
-    def epoch_runner(self, model, loss, optimizer):
+    def epoch_runner(self, model, loss=None, optimizer=None):
         """Return an object that trains a whole epoch in one call, or None.
 
-        A backend that can fuse the training of ``model`` (for example the Numba backend,
-        for stacks of Dense layers) returns an object with
-        ``run(Xp, yp, wp, batch_size, rng) -> (loss_sum, preds)`` operating in place on
-        ``model.theta`` and the optimizer state. None means: use the per-layer path.
+        A backend that can compile the training of ``model`` (for example the Numba
+        backend, for stacks of Dense layers) learns it from ``model.training_spec()``
+        (:mod:`fastnn.spec`; never by importing layer, loss or optimizer classes) and
+        returns an object with ``description`` and ``run(Xp, yp, wp, batch_size, rng) ->
+        (loss_sum, outputs)``, which updates the weights and the optimizer's state buffers
+        in place and tells the optimizer how many steps ran. None means: use the
+        per-layer path (:func:`fastnn.training.train_epoch`). ``loss`` and ``optimizer``
+        are ignored (the spec carries them).
         """
         return None
 

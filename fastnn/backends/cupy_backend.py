@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import BackendUnavailableError
+from ..spec import adam_step_scalars
 from .base import Backend
 
 
@@ -106,8 +107,7 @@ class CupyBackend(Backend):
 
     def adam_update(self, theta, grad, m, v, lr, beta1, beta2, eps, t, weight_decay, decoupled):
         """The whole Adam/AdamW step over the flat buffers in one kernel."""
-        lr_t = lr * (1 - beta2**t) ** 0.5 / (1 - beta1**t)
-        eps_t = eps * (1 - beta2**t) ** 0.5
+        lr_t, eps_t = adam_step_scalars(lr, beta1, beta2, eps, t)
         l2 = 0.0 if decoupled else float(weight_decay)
         decay = 1.0 - lr * weight_decay if decoupled else 1.0
         args = (grad, theta, m, v, lr_t, eps_t, beta1, beta2, l2, decay, theta.size)

@@ -6,14 +6,18 @@ products stay on NumPy's BLAS. What changes:
 * **Per-op kernels** (:mod:`fastnn.kernels.cpu`): fused bias+activation forward and
   backward, softmax, the logit-based loss gradients, one fused loop per optimizer update
   over the flat parameter buffer, dropout masks. One compiled pass instead of several
-  NumPy temporaries. The per-layer training path uses them.
-* **A fused training epoch** (:meth:`NumbaBackend.epoch_runner`): for a stack of Dense
+  NumPy temporaries. The per-layer training path uses them; inference (``predict``,
+  ``evaluate``) runs the NumPy ops (:attr:`NumbaBackend.inference`).
+* **A fused training epoch** (:meth:`NumbaBackend.epoch_runner`, in
+  :mod:`fastnn.backends.numba_epoch`: the compiled copy of
+  :func:`fastnn.training.train_epoch`, learnt from the model's spec): for a stack of Dense
   layers (any activation), Activation and Dropout layers, with binary/categorical/sparse
   categorical cross-entropy or mse, and SGD (momentum, Nesterov), Adam, AdamW or RMSprop,
   ``fit`` trains a whole epoch per call:
 
   - small networks run every minibatch (forward, loss, backward, update) inside ONE
-    compiled call, with hand-written loops (activations kept feature-major, so the inner
+    compiled call written for the model (:mod:`fastnn.backends.numba_compile`), with
+    hand-written loops (activations kept feature-major, so the inner
     loops run over the batch and vectorise even for 6-wide layers): no Python, no BLAS
     call overhead. The churn network trains at ~2.5 us per step this way (every view
     a step uses is built once per call, not per step).
@@ -34,7 +38,7 @@ products stay on NumPy's BLAS. What changes:
   per row: 32- and 48-wide hidden layers on 32 inputs), and bigger batches amortise
   BLAS's overhead sooner (at 512 it lies between 784 and 2080). The rule picks the faster
   path in every cell measured except ties. ``FASTNN_NUMBA_PATH=loops|blas`` forces one
-  path (benchmarks and tests).
+  path (benchmarks and tests); :func:`fastnn.backends.numba_epoch.choose_path` is the rule.
 
 Results agree with the NumPy backend to float rounding (same formulas, constants cast to
 the model dtype as NumPy does; only summation order differs). Dropout in the fused path
@@ -43,8 +47,8 @@ even with dropout the two agree.
 
 Compilation is lazy (nothing compiles at import) and cached on disk (``cache=True``; set
 ``NUMBA_CACHE_DIR`` to move the cache). The first compilation in a process prints one
-line to stderr; :func:`compile_stats` gives the time spent compiling (first-ever compile
-of the churn network's kernels: ~5.5 s; loading them from the cache: ~0.25 s).
+line to stderr; :func:`compile_stats` gives the time spent compiling. Only the kernels a
+model's compiled epoch calls are compiled (see :mod:`fastnn.backends.numba_compile`).
 
 Threads: no kernel uses ``parallel=True``, so ``NUMBA_NUM_THREADS`` is respected
 trivially (Numba starts no thread pool). The fused small-network epoch is a sequential
@@ -56,42 +60,28 @@ pool competing with BLAS's on a 2-core machine.
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
 
 import numpy as np
 
-from ..errors import ConfigError, ShapeError
+from ..spec import adam_step_scalars
 from .base import check_activation
+from .numba_epoch import (  # noqa: F401  (handloop_limit and its constants: public here)
+    _DUMMY_I,
+    _FLOAT_DTYPES,
+    _NP,
+    _TRANSCENDENTAL_NUMPY_ABOVE,
+    HANDLOOP_BATCH_KNEE,
+    HANDLOOP_MAX_MACS_PER_ROW,
+    _dummy2,
+    _hyper,
+    _loss_consts,
+    handloop_limit,
+    make_runner,
+)
 from .numpy_backend import NumpyBackend
-
-#: The fused epoch runs in hand-written compiled loops when the Dense layers'
-#: ``sum(d_in * d_out)`` (multiply-adds per row) is at most this, for batches of up to
-#: :data:`HANDLOOP_BATCH_KNEE` rows; above the knee the limit shrinks as
-#: ``sqrt(knee / batch_size)``. Above it every product goes to BLAS. Measured, see the
-#: module docstring.
-HANDLOOP_MAX_MACS_PER_ROW = 2400
-HANDLOOP_BATCH_KNEE = 128
-
-
-def handloop_limit(batch_size: int) -> float:
-    """Most multiply-adds per row the hand loops take at this batch size."""
-    return HANDLOOP_MAX_MACS_PER_ROW * min(1.0, HANDLOOP_BATCH_KNEE / max(batch_size, 1)) ** 0.5
-
-
-#: sigmoid/tanh/softmax on more elements than this go to NumPy, whose SIMD exp/tanh are
-#: ~10-40x faster per element than the scalar libm calls compiled code makes; below it one
-#: compiled pass beats NumPy's 4-5 ufunc calls (measured: tanh 8 ns vs 0.2 ns/element).
-_TRANSCENDENTAL_NUMPY_ABOVE = 1024
-
-_ACT_NAMES = ("linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax")  # by kernel code
-
-#: the reference ops, for fallbacks (its methods never call back into this backend)
-_NP = NumpyBackend()
-
-_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 # ------------------------------------------------------------------ compile reporting
 _compile_lock = threading.Lock()
@@ -176,6 +166,12 @@ class NumbaBackend(NumpyBackend):
     name = "numba"
     device = "cpu"
     xp = np
+
+    #: inference runs on the NumPy ops: a forward pass has little to fuse, and the
+    #: compiled per-op kernels' call overhead made ``predict`` slower than on "numpy"
+    #: (one row and 2,000 rows measured), besides compiling kernels that training on
+    #: the fused epoch never calls
+    inference = _NP
 
     def __init__(self):
         from ..kernels import cpu
@@ -336,8 +332,7 @@ class NumbaBackend(NumpyBackend):
             )
         dt = theta.dtype.type
         hp = _hyper(theta.dtype, lr=lr, wd=weight_decay, b1=beta1, b2=beta2, decoupled=decoupled)
-        lr_t = lr * (1 - beta2**t) ** 0.5 / (1 - beta1**t)
-        eps_t = eps * (1 - beta2**t) ** 0.5
+        lr_t, eps_t = adam_step_scalars(lr, beta1, beta2, eps, t)
         self._k.opt_update(theta, grad, m, v, 0, theta.size, 1, hp, dt(lr_t), dt(eps_t))
 
     def rmsprop_update(self, theta, grad, sq, velocity, lr, rho, eps, momentum, weight_decay):
@@ -363,602 +358,14 @@ class NumbaBackend(NumpyBackend):
         return mask
 
     # ------------------------------------------------------------------ fused training
-    def epoch_runner(self, model, loss, optimizer):
-        """A runner that trains a whole epoch in one call, or None (per-layer path).
+    def epoch_runner(self, model, loss=None, optimizer=None):
+        """A runner that trains a whole epoch in one call (the compiled copy of
+        :func:`fastnn.training.train_epoch` in :mod:`fastnn.backends.numba_epoch`), or
+        None (per-layer path).
 
-        Supported: :class:`~fastnn.layers.Dense` (any activation, with or without bias),
-        :class:`~fastnn.layers.Activation` and :class:`~fastnn.layers.Dropout` layers;
+        Learns the model from ``model.training_spec()`` (:mod:`fastnn.spec`). Supported:
+        Dense (any activation, with or without bias), Activation and Dropout layers;
         binary/categorical/sparse-categorical cross-entropy and mse; SGD, Adam, AdamW and
         RMSprop; float32 and float64. The runner's ``description`` names the path.
         """
-        plan = _plan(self._k, model, loss, optimizer)
-        if plan is None:
-            return None
-        forced = os.environ.get("FASTNN_NUMBA_PATH", "").strip().lower()
-        if forced not in ("", "loops", "blas"):
-            raise ConfigError(f"FASTNN_NUMBA_PATH must be 'loops' or 'blas', got {forced!r}")
-        return _EpochRunner(self._k, model, loss, optimizer, plan, forced or None)
-
-
-# ------------------------------------------------------------------ scalar tables
-_DUMMY_I = np.zeros(1, dtype=np.int64)
-_DUMMIES: dict = {}
-
-
-def _dummy2(dt):
-    d = _DUMMIES.get(dt)
-    if d is None:
-        d = _DUMMIES[dt] = np.zeros((1, 1), dtype=dt)
-    return d
-
-
-def _loss_consts(dt, k: int) -> np.ndarray:
-    eps = 1e-7
-    return np.array([eps, 1 - eps, 2.0 / k], dtype=dt)
-
-
-def _hyper(
-    dt,
-    lr=0.0,
-    mom=0.0,
-    nesterov=False,
-    wd=0.0,
-    b1=0.0,
-    b2=0.0,
-    decoupled=False,
-    rho=0.0,
-    eps=0.0,
-) -> np.ndarray:
-    """The optimizer hyper-parameter vector (``H_*`` slots of the kernels), in ``dt``:
-    each constant is computed in float64 and rounded once, as NumPy rounds a Python
-    float that meets a float32 array."""
-    return np.array(
-        [
-            lr,
-            mom,
-            1.0 if nesterov else 0.0,
-            wd,
-            b1,
-            1 - b1,
-            b2,
-            1 - b2,
-            1 - lr * wd,
-            1.0 if decoupled else 0.0,
-            rho,
-            1 - rho,
-            eps,
-        ],
-        dtype=dt,
-    )
-
-
-# ------------------------------------------------------------------ the fused plan
-class _Plan:
-    """A Dense stack as kernel tables: ``ops (n_ops, N_OPCOLS)`` ints, ``opf`` floats,
-    workspace offsets in units of one batch row (multiply by the batch size)."""
-
-
-def _plan(k, model, loss, optimizer):
-    """Describe ``model`` for the fused kernels, or return None if it is not a plain
-    Dense stack with a supported loss and optimizer."""
-    from .. import losses as L
-    from .. import optimizers as O
-    from ..layers.activations import Activation
-    from ..layers.dense import Dense
-    from ..layers.dropout import Dropout
-
-    if not getattr(model, "built", False) or model.dtype not in _FLOAT_DTYPES:
-        return None
-    theta = model.theta
-    if not isinstance(theta, np.ndarray):
-        return None
-    loss_types = {
-        L.BinaryCrossentropy: "bce",
-        L.CategoricalCrossentropy: "ce",
-        L.SparseCategoricalCrossentropy: "ce",
-        L.MeanSquaredError: "mse",
-    }
-    kind = loss_types.get(type(loss))
-    opt_codes = {
-        O.SGD: k.OPT_SGD,
-        O.Adam: k.OPT_ADAM,
-        O.AdamW: k.OPT_ADAM,
-        O.RMSprop: k.OPT_RMSPROP,
-    }
-    opt_code = opt_codes.get(type(optimizer))
-    if kind is None or opt_code is None:
-        return None
-    head_fused = model._head_fused()
-    offsets = {}
-    for layer, pname, off, _shape in model._slices:
-        offsets[(id(layer), pname)] = off
-    layers = model.layers
-    last = len(layers) - 1
-    rows = []  # (kind, act, din, dout, woff, boff, alpha, rate, layer)
-    for i, layer in enumerate(layers):
-        if isinstance(layer, Dense) and type(layer).forward is Dense.forward:
-            act = "linear" if (i == last and head_fused) else layer.activation
-            woff = offsets[(id(layer), "W")]
-            boff = offsets.get((id(layer), "b"), -1) if layer.use_bias else -1
-            rows.append(
-                (
-                    k.OP_DENSE,
-                    k.ACT_CODES[act],
-                    layer.input_dim,
-                    layer.output_dim,
-                    woff,
-                    boff,
-                    layer.alpha,
-                    0.0,
-                )
-            )
-        elif isinstance(layer, Activation) and type(layer).forward is Activation.forward:
-            act = "linear" if (i == last and head_fused) else layer.activation
-            if act == "linear":
-                continue  # the identity, forward and backward
-            d = layer.output_dim
-            rows.append((k.OP_ACT, k.ACT_CODES[act], d, d, -1, -1, layer.alpha, 0.0))
-        elif type(layer) is Dropout:
-            if layer.rate == 0.0:
-                continue
-            d = layer.output_dim
-            rows.append((k.OP_DROPOUT, 0, d, d, -1, -1, 0.0, layer.rate))
-        else:
-            return None
-    if not rows or not any(r[0] == k.OP_DENSE for r in rows):
-        return None
-    # workspace layout, in units of "rows of the batch": offset * batch_size
-    p = _Plan()
-    p.head_fused = head_fused
-    p.loss_kind = kind
-    p.sparse = bool(loss.sparse)
-    p.opt_code = opt_code
-    p.d_in = int(model.input_dim)
-    p.k_out = int(model.output_dim)
-    n = len(rows)
-    ops = np.zeros((n, k.N_OPCOLS), dtype=np.int64)
-    opf = np.zeros((n, k.N_OPFCOLS), dtype=model.dtype)
-    cursor = p.d_in  # region 0 holds the input batch
-    prev_y = 0
-    max_w = p.d_in
-    for q, (kd, act, din, dout, woff, boff, alpha, rate) in enumerate(rows):
-        ops[q, k.C_KIND] = kd
-        ops[q, k.C_ACT] = act
-        ops[q, k.C_DIN] = din
-        ops[q, k.C_DOUT] = dout
-        ops[q, k.C_WOFF] = woff
-        ops[q, k.C_BOFF] = boff
-        ops[q, k.C_IN] = prev_y
-        if kd == k.OP_DENSE:
-            ops[q, k.C_Z] = cursor
-            cursor += dout
-            if act == k.LINEAR:
-                ops[q, k.C_Y] = ops[q, k.C_Z]
-            else:
-                ops[q, k.C_Y] = cursor
-                cursor += dout
-        elif kd == k.OP_ACT:
-            ops[q, k.C_Z] = prev_y
-            ops[q, k.C_Y] = cursor
-            cursor += dout
-        else:
-            ops[q, k.C_Z] = cursor  # the mask
-            ops[q, k.C_Y] = cursor + dout
-            cursor += 2 * dout
-        prev_y = ops[q, k.C_Y]
-        opf[q, k.F_ALPHA] = alpha
-        opf[q, k.F_RATE] = rate
-        opf[q, k.F_KEEP] = 1.0 / (1.0 - rate)
-        max_w = max(max_w, din, dout)
-    p.ops_units = ops  # offsets still in units of rows
-    p.opf = opf
-    p.ws_units = cursor
-    p.max_w = max_w
-    p.macs_per_row = int(sum(r[2] * r[3] for r in rows if r[0] == k.OP_DENSE))
-    p.dropout_width = int(sum(r[3] for r in rows if r[0] == k.OP_DROPOUT))
-    p.n_dense = sum(1 for r in rows if r[0] == k.OP_DENSE)
-    if kind == "bce":
-        p.loss_code = k.LOSS_BCE_LOGITS if head_fused else k.LOSS_BCE_PROB
-    elif kind == "ce":
-        p.loss_code = k.LOSS_CE_LOGITS if head_fused else k.LOSS_CE_PROB
-    else:
-        p.loss_code = k.LOSS_MSE
-    return p
-
-
-#: at most this many dropout uniforms are drawn at once (the epoch is cut into chunks)
-_MAX_UNIFORMS = 1 << 22
-
-
-class _EpochRunner:
-    """Trains one epoch of a planned Dense stack per :meth:`run` call."""
-
-    def __init__(self, k, model, loss, optimizer, plan, forced):
-        self._k = k
-        self.model = model
-        self.loss = loss
-        self.optimizer = optimizer
-        self.plan = plan
-        self.forced = forced
-        self._ws_for = None
-        self._blas_plans = {}
-        self.description = self._describe(None)
-
-    def _use_loops(self, batch_size: int) -> bool:
-        """Hand loops or BLAS products (the measured rule; ``FASTNN_NUMBA_PATH`` wins)."""
-        if self.forced is not None:
-            return self.forced == "loops"
-        return self.plan.macs_per_row <= handloop_limit(batch_size)
-
-    def _describe(self, batch_size=None):
-        p = self.plan
-        loops = "hand loops, one compiled call per epoch"
-        blas = "BLAS products + compiled elementwise passes"
-        if batch_size is not None or self.forced is not None:
-            how = loops if self._use_loops(batch_size or 1) else blas
-        else:  # before the first epoch: the rule, for any batch size
-            macs = max(p.macs_per_row, 1)
-            b_max = int(HANDLOOP_BATCH_KNEE * (HANDLOOP_MAX_MACS_PER_ROW / macs) ** 2)
-            if macs > HANDLOOP_MAX_MACS_PER_ROW:
-                how = blas
-            elif b_max >= 1 << 16:
-                how = loops
-            else:
-                how = f"{loops}; BLAS products above batch_size {b_max}"
-        s = "s" if p.n_dense != 1 else ""
-        return f"fused numba epoch ({p.n_dense} Dense layer{s}, {self.optimizer.name}; {how})"
-
-    # ---------------------------------------------------------------- buffers
-    def _buffers(self, batch_size: int):
-        if self._ws_for != batch_size:
-            p, k = self.plan, self._k
-            dt = self.model.dtype
-            self.ops = p.ops_units.copy()
-            for col in (k.C_IN, k.C_Z, k.C_Y):
-                self.ops[:, col] *= batch_size
-            self.ws = np.zeros(p.ws_units * batch_size, dtype=dt)
-            self.G0 = np.zeros(p.max_w * batch_size, dtype=dt)
-            self.G1 = np.zeros(p.max_w * batch_size, dtype=dt)
-            self.LS = np.zeros(2 * p.k_out * batch_size, dtype=dt)
-            self._ws_for = batch_size
-            self._blas_plans = {}
-
-    def _hyper(self):
-        o, dt = self.optimizer, self.model.dtype
-        if self.plan.opt_code == self._k.OPT_SGD:
-            return _hyper(
-                dt, lr=o.learning_rate, mom=o.momentum, nesterov=o.nesterov, wd=o.weight_decay
-            )
-        if self.plan.opt_code == self._k.OPT_ADAM:
-            return _hyper(
-                dt,
-                lr=o.learning_rate,
-                wd=o.weight_decay,
-                b1=o.beta_1,
-                b2=o.beta_2,
-                decoupled=o.decoupled,
-            )
-        return _hyper(
-            dt, lr=o.learning_rate, mom=o.momentum, wd=o.weight_decay, rho=o.rho, eps=o.epsilon
-        )
-
-    def _step_scalars(self, t0: int, steps: int):
-        """Per-step Adam ``lr_t`` and ``eps_t`` for steps ``t0+1 .. t0+steps``."""
-        dt = self.model.dtype
-        o = self.optimizer
-        if self.plan.opt_code != self._k.OPT_ADAM:
-            z = np.zeros(steps, dtype=dt)
-            return z, z
-        t = np.arange(t0 + 1, t0 + 1 + steps, dtype=np.float64)
-        c2 = np.sqrt(1 - o.beta_2**t)
-        lr_t = o.learning_rate * c2 / (1 - o.beta_1**t)
-        eps_t = o.epsilon * c2
-        return lr_t.astype(dt), eps_t.astype(dt)
-
-    def _state(self):
-        o, m = self.optimizer, self.model
-        st = o.state
-        if self.plan.opt_code == self._k.OPT_SGD:
-            s1 = st["velocity"]
-            s2 = s1
-        elif self.plan.opt_code == self._k.OPT_ADAM:
-            s1, s2 = st["m"], st["v"]
-        else:
-            s1, s2 = st["sq"], st["velocity"]
-        for a in (m.theta, m.grad, s1, s2):
-            if not (a.flags.c_contiguous and a.dtype == m.dtype and a.size == m.theta.size):
-                raise ConfigError("optimizer state does not match the model's parameters")
-        return s1, s2
-
-    # ---------------------------------------------------------------- the epoch
-    def run(self, Xp, yp, wp, batch_size: int, rng):
-        """Train one epoch over the (already permuted) rows ``Xp (n, d)``, targets ``yp``
-        and row weights ``wp (n, 1)`` or None, in minibatches of ``batch_size``.
-
-        Updates ``model.theta`` and the optimizer state in place, advances
-        ``optimizer.iterations`` by the number of steps, and returns ``(loss_sum, out)``:
-        the weighted loss summed over rows, and each row's output ``(n, k)`` (logits when
-        the model's head is fused into the loss).
-        """
-        p, model = self.plan, self.model
-        dt = model.dtype
-        X = np.ascontiguousarray(Xp, dtype=dt)
-        n = X.shape[0]
-        # the compiled loops do not bounds-check: check every shape and index once here
-        if X.ndim != 2 or X.shape[1] != p.d_in:
-            raise ShapeError(f"X must have shape (n, {p.d_in}), got {X.shape}")
-        if p.sparse:
-            yi = np.ascontiguousarray(yp, dtype=np.int64).reshape(-1)
-            if yi.shape[0] != n or (n and (yi.min() < 0 or yi.max() >= p.k_out)):
-                raise ShapeError(f"targets must be {n} class indices in [0, {p.k_out})")
-            yf = _dummy2(dt)
-        else:
-            yf = np.ascontiguousarray(yp, dtype=dt)
-            if yf.shape not in ((n, p.k_out), (n,) if p.k_out == 1 else None):
-                raise ShapeError(f"targets must have shape ({n}, {p.k_out}), got {yf.shape}")
-            yf = yf.reshape(n, p.k_out)
-            yi = _DUMMY_I
-        has_w = wp is not None
-        w = np.ascontiguousarray(wp, dtype=dt).reshape(-1, 1) if has_w else _dummy2(dt)
-        if has_w and w.shape[0] != n:
-            raise ShapeError(f"row weights must have shape ({n}, 1), got {np.shape(wp)}")
-        self._buffers(batch_size)
-        s1, s2 = self._state()
-        hp = self._hyper()
-        lc = _loss_consts(dt, p.k_out)
-        out = np.empty((n, p.k_out), dtype=dt)
-        n_batches = -(-n // batch_size)
-        t0 = self.optimizer.iterations
-        lr_ts, eps_ts = self._step_scalars(t0, n_batches)
-        loops = self._use_loops(batch_size)
-        self.description = self._describe(batch_size)
-        # chunks of batches, so the dropout uniforms of one call stay bounded
-        per_batch_u = batch_size * p.dropout_width
-        chunk = n_batches if per_batch_u == 0 else max(1, _MAX_UNIFORMS // per_batch_u)
-        total = 0.0
-        for b0 in range(0, n_batches, chunk):
-            b1 = min(b0 + chunk, n_batches)
-            if per_batch_u:
-                rows = min(b1 * batch_size, n) - b0 * batch_size
-                U = rng.random(rows * p.dropout_width, dtype=np.float64).astype(dt)
-            else:
-                U = _dummy2(dt).reshape(-1)
-            args = (
-                X,
-                yf,
-                yi,
-                w,
-                has_w,
-                out,
-                model.theta,
-                model.grad,
-                s1,
-                s2,
-                U,
-                lc,
-                hp,
-                lr_ts[b0:b1],
-                eps_ts[b0:b1],
-                batch_size,
-                b0,
-                b1,
-            )
-            if loops:
-                total += self._run_loops(*args)
-            else:
-                total += self._run_blas(*args)
-        self.optimizer.iterations = t0 + n_batches
-        return total, out
-
-    def _run_loops(
-        self,
-        X,
-        yf,
-        yi,
-        w,
-        has_w,
-        out,
-        theta,
-        grad,
-        s1,
-        s2,
-        U,
-        lc,
-        hp,
-        lr_ts,
-        eps_ts,
-        batch_size,
-        b0,
-        b1,
-    ):
-        p, k = self.plan, self._k
-        return k.train_epoch(
-            X,
-            yf,
-            yi,
-            w,
-            has_w,
-            out,
-            theta,
-            grad,
-            s1,
-            s2,
-            self.ops,
-            p.opf,
-            self.ws,
-            self.G0,
-            self.G1,
-            self.LS,
-            U,
-            p.loss_code,
-            p.sparse,
-            lc,
-            p.opt_code,
-            hp,
-            lr_ts,
-            eps_ts,
-            0,
-            batch_size,
-            b0,
-            b1,
-        )
-
-    def _blas_plan(self, nb: int, theta, grad):
-        """Views for one step of ``nb`` rows on the BLAS path, built once per batch size:
-        forward and backward lists of per-op tuples (no slicing in the step loop)."""
-        key = (nb, id(theta), id(grad))
-        cached = self._blas_plans.get(key)
-        if cached is not None:
-            return cached
-        p, k = self.plan, self._k
-        ops, opf, ws = self.ops, p.opf, self.ws
-
-        def view(buf, off, d):
-            return buf[off : off + nb * d].reshape(nb, d)
-
-        n_ops = ops.shape[0]
-        first_param = next(q for q in range(n_ops) if ops[q, k.C_KIND] == k.OP_DENSE)
-        fwd, bwd = [], []
-        G = (self.G0, self.G1)
-        cur = 0
-        acts = []
-        for q in range(n_ops):
-            kind, code = int(ops[q, k.C_KIND]), int(ops[q, k.C_ACT])
-            din, dout = int(ops[q, k.C_DIN]), int(ops[q, k.C_DOUT])
-            A = None if q == 0 else acts[-1]  # None: the batch of X
-            Y = view(ws, int(ops[q, k.C_Y]), dout)
-            Z = A if kind == k.OP_ACT else view(ws, int(ops[q, k.C_Z]), dout)
-            entry = {
-                "kind": kind,
-                "code": code,
-                "alpha": opf[q, k.F_ALPHA],
-                "rate": opf[q, k.F_RATE],
-                "keep": opf[q, k.F_KEEP],
-                "A": A,
-                "Z": Z,
-                "Y": Y,
-                "dout": dout,
-                "numpy_act": code >= k.SIGMOID and nb * dout > _TRANSCENDENTAL_NUMPY_ABOVE,
-                "name": _ACT_NAMES[code],
-            }
-            if kind == k.OP_DENSE:
-                wo, bo = int(ops[q, k.C_WOFF]), int(ops[q, k.C_BOFF])
-                entry["W"] = theta[wo : wo + din * dout].reshape(din, dout)
-                entry["dW"] = grad[wo : wo + din * dout].reshape(din, dout)
-                entry["has_b"] = bo >= 0
-                entry["b"] = theta[bo : bo + dout] if bo >= 0 else theta[wo : wo + 1]
-                entry["db"] = grad[bo : bo + dout] if bo >= 0 else grad[wo : wo + 1]
-                entry["range"] = (wo, bo + dout if bo >= 0 else wo + din * dout)
-            fwd.append(entry)
-            acts.append(Y)
-        k_out = p.k_out
-        gP = view(G[0], 0, k_out)
-        for q in range(n_ops - 1, first_param - 1, -1):
-            e = fwd[q]
-            din = int(ops[q, k.C_DIN])
-            e["gY"] = view(G[cur], 0, e["dout"])
-            if e["kind"] == k.OP_DENSE and q > first_param:
-                e["gX"] = view(G[1 - cur], 0, din)
-                cur = 1 - cur
-            else:
-                e["gX"] = None
-            bwd.append(e)
-        plan = (fwd, bwd, gP)
-        self._blas_plans[key] = plan
-        return plan
-
-    def _run_blas(
-        self,
-        X,
-        yf,
-        yi,
-        w,
-        has_w,
-        out,
-        theta,
-        grad,
-        s1,
-        s2,
-        U,
-        lc,
-        hp,
-        lr_ts,
-        eps_ts,
-        batch_size,
-        b0,
-        b1,
-    ):
-        """The same epoch with every product through NumPy's BLAS (big layers)."""
-        p, k = self.plan, self._k
-        n = X.shape[0]
-        dt = theta.dtype
-        matmul, multiply = np.matmul, np.multiply
-        bias_act, act_forward, dropout_mask = k.bias_act, k.act_forward, k.dropout_mask
-        bias_act_backward, act_backward = k.bias_act_backward, k.act_backward
-        opt_update, loss_grad = k.opt_update, k.loss_grad
-        opt_code, loss_code, sparse = p.opt_code, p.loss_code, p.sparse
-        DENSE, ACT = k.OP_DENSE, k.OP_ACT
-        total = 0.0
-        u_pos = 0
-        for b in range(b0, b1):
-            start = b * batch_size
-            stop = min(start + batch_size, n)
-            nb = stop - start
-            fwd, bwd, gP = self._blas_plan(nb, theta, grad)
-            lr_t, eps_t = lr_ts[b - b0], eps_ts[b - b0]
-            Xb = X[start:stop]
-            for e in fwd:
-                A = Xb if e["A"] is None else e["A"]
-                Z, Y, code = e["Z"], e["Y"], e["code"]
-                kind = e["kind"]
-                if kind == DENSE:
-                    matmul(A, e["W"], out=Z)
-                    if e["numpy_act"]:
-                        if e["has_b"]:
-                            Z += e["b"]
-                        _NP.activation(e["name"], Z, e["alpha"], Y)
-                    else:
-                        bias_act(Z, e["b"], e["has_b"], code, e["alpha"], Y)
-                elif kind == ACT:
-                    if e["numpy_act"]:
-                        _NP.activation(e["name"], A, e["alpha"], Y)
-                    else:
-                        act_forward(A, code, e["alpha"], Y)
-                else:
-                    d = e["dout"]
-                    Ub = U[u_pos : u_pos + nb * d].reshape(nb, d)
-                    u_pos += nb * d
-                    dropout_mask(Ub, e["rate"], e["keep"], Z)
-                    multiply(A, Z, out=Y)
-            P = fwd[-1]["Y"]
-            out[start:stop] = P
-            total += loss_grad(
-                P,
-                yf[start:stop],
-                yi[start:stop],
-                w[start:stop],
-                has_w,
-                loss_code,
-                sparse,
-                lc,
-                dt.type(1.0 / nb),
-                gP,
-            )
-            for e in bwd:
-                kind, gY = e["kind"], e["gY"]
-                A = Xb if e["A"] is None else e["A"]
-                if kind == DENSE:
-                    bias_act_backward(
-                        e["Z"], e["Y"], gY, e["code"], e["alpha"], gY, e["db"], e["has_b"]
-                    )
-                    matmul(A.T, gY, out=e["dW"])
-                    if e["gX"] is not None:
-                        matmul(gY, e["W"].T, out=e["gX"])
-                    lo, hi = e["range"]
-                    # this layer's update now, while its weights and gradient are in cache
-                    opt_update(theta, grad, s1, s2, lo, hi, opt_code, hp, lr_t, eps_t)
-                elif kind == ACT:
-                    act_backward(A, e["Y"], gY, e["code"], e["alpha"], gY)
-                else:
-                    multiply(gY, e["Z"], out=gY)
-        return total
+        return make_runner(self._k, model.training_spec())

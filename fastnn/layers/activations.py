@@ -7,6 +7,7 @@ The same activations are available by name on :class:`~fastnn.layers.Dense`
 from __future__ import annotations
 
 from ..backends.base import check_activation
+from ..spec import LayerSpec
 from .base import Layer
 
 
@@ -20,7 +21,7 @@ class Activation(Layer):
 
     def forward(self, X, training: bool = False, apply_activation: bool = True):
         """``Y = act(X)``; ``apply_activation=False`` passes ``X`` through (logit head)."""
-        be = self.backend
+        be = self.backend if training else self.backend.inference
         act = self.activation if apply_activation else "linear"
         Y = be.activation(act, X, self.alpha)
 
@@ -28,6 +29,13 @@ class Activation(Layer):
             return be.activation_backward(act, X, Y, dY, self.alpha) if need_dX else None
 
         return Y, backprop
+
+    def spec(self, offsets, logits=False):
+        """``activation`` (None for a subclass that changes :meth:`forward`)."""
+        if type(self).forward is not Activation.forward:
+            return None
+        act = "linear" if logits else self.activation
+        return LayerSpec("activation", self.input_dim, self.output_dim, act, self.alpha)
 
     def get_config(self):
         """Constructor arguments."""

@@ -45,6 +45,13 @@ class Layer:
         """Return ``(Y, backprop)``; see the module docstring."""
         raise NotImplementedError
 
+    def spec(self, offsets: dict, logits: bool = False):
+        """This layer's :class:`~fastnn.spec.LayerSpec` for a compiled training path, or
+        None (the default) when it has no compiled form. ``offsets`` maps parameter
+        names to their offsets in the model's flat ``theta``; ``logits`` is True for a
+        last layer whose activation the loss computes."""
+        return None
+
     def get_config(self) -> dict:
         """JSON-serialisable constructor arguments (saved in model files)."""
         return {"name": self.name}

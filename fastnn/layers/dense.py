@@ -11,6 +11,7 @@ import numpy as np
 from .. import initializers
 from ..backends.base import check_activation
 from ..errors import ConfigError
+from ..spec import LayerSpec
 from .base import Layer
 
 
@@ -91,7 +92,7 @@ class Dense(Layer):
 
     def forward(self, X, training: bool = False, apply_activation: bool = True):
         """``Y = act(X @ W + b)``; ``apply_activation=False`` returns the logits ``Z``."""
-        be = self.backend
+        be = self.backend if training else self.backend.inference
         W = self.params["W"]
         b = self.params.get("b")
         act = self.activation if apply_activation else "linear"
@@ -106,6 +107,21 @@ class Dense(Layer):
             return be.matmul(dZ, W, transB=True) if need_dX else None
 
         return Y, backprop
+
+    def spec(self, offsets, logits=False):
+        """``dense`` (None for a subclass that changes :meth:`forward`)."""
+        if type(self).forward is not Dense.forward:
+            return None
+        act = "linear" if logits else self.activation
+        return LayerSpec(
+            "dense",
+            self.input_dim,
+            self.output_dim,
+            act,
+            self.alpha,
+            w_offset=offsets["W"],
+            b_offset=offsets.get("b", -1),
+        )
 
     def get_config(self):
         """Constructor arguments."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from .._random import make_rng
 from ..errors import ConfigError
+from ..spec import LayerSpec
 from .base import Layer
 
 
@@ -35,6 +36,12 @@ class Dropout(Layer):
             return dY * mask if need_dX else None
 
         return X * mask, backprop
+
+    def spec(self, offsets, logits=False):
+        """``dropout`` (None for a subclass)."""
+        if type(self) is not Dropout:
+            return None
+        return LayerSpec("dropout", self.input_dim, self.output_dim, rate=self.rate)
 
     def get_config(self):
         """Constructor arguments."""

@@ -1,12 +1,7 @@
-"""Sequential: a chain of layers, and the training loop.
+"""Sequential: a chain of layers: structure, compile, predict and weights.
 
-Training repeats five steps (README, "How training works"):
-
-1. take a batch of the training set         (:meth:`Sequential._train_epoch`, slicing)
-2. forward-propagate it through the layers   (:meth:`Layer.forward`)
-3. measure the error                        (:meth:`Loss.grad`)
-4. backpropagate the error to every weight   (the ``backprop`` closures, last to first)
-5. let the optimizer move the weights       (:meth:`Optimizer.step`)
+Training lives in :mod:`fastnn.training` (:meth:`Sequential.fit` delegates to
+:func:`fastnn.training.fit`), which runs the five steps of backpropagation per batch.
 
 All parameters of the model live in one flat buffer ``theta`` (and the gradients in
 ``grad``): every layer's ``W`` and ``b`` are views into it, so the optimizer updates the
@@ -17,24 +12,25 @@ compiles a whole epoch sees the model as a few flat arrays.
 from __future__ import annotations
 
 import json
-import math
-import time
-import warnings
 
 import numpy as np
 
+from .. import io, training
 from .. import losses as losses_mod
 from .. import metrics as metrics_mod
 from .. import optimizers as optimizers_mod
 from .._random import make_rng
 from ..backends import get_backend
-from ..callbacks import Callback, NaNGuard
 from ..errors import ConfigError, DataError, NotBuiltError, ShapeError, UnknownNameError
-from ..runguard import LastEpoch
+from ..spec import ModelSpec
 from .activations import Activation
 from .base import Layer
 from .dense import Dense
 from .dropout import Dropout
+
+# re-exported: fit returns one
+History = training.History
+positive_int = training.positive_int
 
 _DTYPES = {"float32": np.float32, "float64": np.float64}
 
@@ -86,19 +82,6 @@ def as_feature_matrix(X, what: str = "X") -> np.ndarray:
             "drop or impute them first"
         )
     return A
-
-
-class History:
-    """What ``fit`` returns: ``history[name]`` is the per-epoch list of each metric."""
-
-    def __init__(self):
-        self.history: dict[str, list[float]] = {}
-        self.epoch: list[int] = []
-        self.params: dict = {}
-        self.stop_reason: str | None = None
-
-    def __repr__(self):
-        return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
 
 
 class Sequential:
@@ -189,8 +172,7 @@ class Sequential:
         ).astype(self.dtype)
         self._bind(self.backend.asarray(host))
         self.built = True
-        if self.optimizer is not None:
-            self.optimizer.build(self.backend, self.theta.size, self.dtype)
+        self._ensure_optimizer_state()
         self._check_metric_fit()  # compile() before build could not check the output width
         return self
 
@@ -262,9 +244,14 @@ class Sequential:
             if name not in names:
                 names.append(name)
         self.metric_names = names
-        if self.built:
-            self.optimizer.build(self.backend, self.theta.size, self.dtype)
+        self._ensure_optimizer_state()
         self._check_metric_fit()
+
+    def _ensure_optimizer_state(self) -> None:
+        """The one place the optimizer state is created: zeroed buffers of the model's
+        size on its backend, once the model is built and compiled (kept if they fit)."""
+        if self.built and self.optimizer is not None:
+            self.optimizer.ensure_state(self.backend, self.theta.size, self.dtype)
 
     def _check_metric_fit(self):
         if not self.built or self.loss is None:
@@ -280,6 +267,32 @@ class Sequential:
         if self.loss is None or self.optimizer is None:
             raise ConfigError("call model.compile(optimizer=..., loss=...) before fit/evaluate")
 
+    def training_spec(self) -> ModelSpec:
+        """The model's self-description for a backend's compiled training path (see
+        :mod:`fastnn.spec`): every layer's spec (None where a layer has no compiled
+        form), the loss's and the optimizer's, the flat buffers, widths and dtype."""
+        self._require_built()
+        self._require_compiled()
+        offsets: dict = {}
+        for layer, pname, off, _shape in self._slices:
+            offsets.setdefault(id(layer), {})[pname] = off
+        fused = self._head_fused()
+        last = len(self.layers) - 1
+        layers = tuple(
+            layer.spec(offsets.get(id(layer), {}), logits=fused and i == last)
+            for i, layer in enumerate(self.layers)
+        )
+        return ModelSpec(
+            layers=layers,
+            loss=self.loss.spec(fused),
+            optimizer=self.optimizer.spec(),
+            theta=self.theta,
+            grad=self.grad,
+            d_in=int(self.input_dim),
+            k_out=int(self.output_dim),
+            dtype=self.dtype,
+        )
+
     # ------------------------------------------------------------------ forward
     def _head_fused(self) -> bool:
         """True when the last activation is the loss's natural head (computed on logits)."""
@@ -290,7 +303,8 @@ class Sequential:
 
     def _head(self, out):
         """Apply the head activation to stored logits."""
-        return self.backend.activation(self.loss.head, out) if self._head_fused() else out
+        be = self.backend.inference
+        return be.activation(self.loss.head, out) if self._head_fused() else out
 
     def forward(self, X, training: bool = False):
         """Forward-propagate a backend array ``X (n, d_in)``; returns the outputs."""
@@ -355,42 +369,6 @@ class Sequential:
             raise DataError(f"{what} contains NaN or infinite values in rows {rows}")
         return self.loss.prepare_targets(y, self.output_dim, self.dtype)
 
-    def _check_classes(self, y):
-        """A classifier cannot learn from one class: say so instead of training."""
-        if self.loss.head is None:
-            return  # regression
-        if self.loss.name == "binary_crossentropy" and y.shape[1] != 1:
-            return  # multi-label: each column is its own problem
-        classes = np.unique(self._class_index(y))
-        if classes.size < 2:
-            raise DataError(
-                f"the training labels hold only one class ({classes[0].item()!r} in all "
-                f"{y.shape[0]} rows); a classifier needs examples of at least two classes"
-            )
-
-    def _class_index(self, y):
-        if self.loss.sparse:
-            return y
-        if y.shape[1] == 1:
-            return y[:, 0].astype(np.int64)
-        return y.argmax(axis=1)
-
-    def _sample_weights(self, y, class_weight):
-        if class_weight is None:
-            return None
-        if not isinstance(class_weight, dict):
-            raise ConfigError("class_weight must be a dict {class_index: weight}")
-        idx = self._class_index(y)
-        w = np.ones(idx.shape[0], dtype=self.dtype)
-        for cls, weight in class_weight.items():
-            weight = float(weight)
-            if not math.isfinite(weight) or weight < 0:
-                raise ConfigError(
-                    f"class_weight[{cls!r}] must be a finite weight >= 0, got {weight}"
-                )
-            w[idx == int(cls)] = weight
-        return w.reshape(-1, 1)
-
     def _metrics(self, y_host, P_host, prefix=""):
         out = {}
         for name in self.metric_names:
@@ -444,194 +422,34 @@ class Sequential:
         Threads: different models may train in different threads at once; one model
         must not be used (fit, predict, save) from two threads at the same time.
         """
-        self._require_compiled()
-        epochs = _positive_int("epochs", epochs)
-        batch_size = _positive_int("batch_size", batch_size)
-        try:
-            validation_split = float(validation_split)
-        except (TypeError, ValueError):
-            raise ConfigError(
-                f"validation_split must be a number in [0, 1), got {validation_split!r}"
-            ) from None
-        if not 0.0 <= validation_split < 1.0:
-            raise ConfigError(f"validation_split must be in [0, 1), got {validation_split}")
-        rng = make_rng(seed)
-        Xh = self._prepare_X(X, "X", build_seed=rng)
-        if (
-            self.optimizer.state == {}
-            or next(iter(self.optimizer.state.values())).size != self.theta.size
-        ):
-            self.optimizer.build(self.backend, self.theta.size, self.dtype)
-        self._check_metric_fit()
-        yh = self._prepare_y(y, Xh.shape[0])
-        self._check_classes(yh)
-        wh = self._sample_weights(yh, class_weight)
+        return training.fit(
+            self,
+            X,
+            y,
+            batch_size=batch_size,
+            epochs=epochs,
+            validation_split=validation_split,
+            validation_data=validation_data,
+            shuffle=shuffle,
+            class_weight=class_weight,
+            callbacks=callbacks,
+            verbose=verbose,
+            seed=seed,
+        )
 
-        val = None
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ConfigError("validation_data must be a tuple (X_val, y_val)")
-            Xv = self._prepare_X(validation_data[0], "validation X")
-            val = (Xv, self._prepare_y(validation_data[1], Xv.shape[0], "validation y"))
-        elif validation_split > 0:
-            n_val = int(round(Xh.shape[0] * validation_split))
-            if n_val < 1 or n_val >= Xh.shape[0]:
-                raise DataError(
-                    f"validation_split={validation_split} leaves {n_val} of {Xh.shape[0]} rows "
-                    "for validation; need at least one row on each side"
-                )
-            val = (Xh[-n_val:], yh[-n_val:])
-            Xh, yh = Xh[:-n_val], yh[:-n_val]
-            wh = None if wh is None else wh[:-n_val]
+    def _train_epoch(self, Xp, yp, wp, batch_size: int):
+        """One epoch of the per-layer path (:func:`fastnn.training.train_epoch`)."""
+        return training.train_epoch(self, Xp, yp, wp, batch_size)
 
-        n = Xh.shape[0]
-        if batch_size > n:
-            warnings.warn(
-                f"batch_size={batch_size} is larger than the {n} training rows; "
-                f"training on all {n} rows per step",
-                UserWarning,
-                stacklevel=2,
-            )
-            batch_size = n
-
-        be = self.backend
-        X_dev, y_dev = be.asarray(Xh), be.asarray(yh)
-        w_dev = None if wh is None else be.asarray(wh)
-        val_dev = None if val is None else (be.asarray(val[0]), val[1])
+    def _seed_dropout(self, rng) -> None:
+        """Dropout layers draw their masks from the training generator ``rng``."""
         for layer in self.layers:
             if isinstance(layer, Dropout):
                 layer.rng = rng
 
-        runner = be.epoch_runner(self, self.loss, self.optimizer)
-        self.training_path = getattr(runner, "description", None) or (
-            f"per-layer ({be.name} backend ops)"
-        )
-        callbacks = list(callbacks or [])
-        if not any(isinstance(c, NaNGuard) for c in callbacks):
-            callbacks.insert(0, NaNGuard())
-        for cb in callbacks:
-            if not isinstance(cb, Callback):
-                raise ConfigError(
-                    f"callbacks must be fastnn Callback objects, got {type(cb).__name__}"
-                )
-            cb.set_model(self)
-        last_epoch = LastEpoch()  # last: after the callbacks that may change the weights
-        last_epoch.set_model(self)
-        callbacks.append(last_epoch)
-
-        history = History()
-        history.params = {
-            "epochs": epochs,
-            "batch_size": batch_size,
-            "samples": n,
-            "backend": be.name,
-            "training_path": self.training_path,
-        }
-        self.stop_training = False
-        self.stop_reason = None
-        bar = None
-        if verbose == 2:
-            print(f"fastnn: training on {be.name} ({be.device}); path: {self.training_path}")
-        elif verbose:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=epochs, desc="train", unit="epoch", dynamic_ncols=True, leave=True)
-        for cb in callbacks:
-            cb.on_train_begin()
-        t_start = time.perf_counter()
-        try:
-            for epoch in range(epochs):
-                for cb in callbacks:
-                    cb.on_epoch_begin(epoch)
-                if shuffle:
-                    perm = rng.permutation(n)
-                    perm_dev = be.asarray(perm)
-                    # take(axis=0), not X[perm]: the same rows, 3-4x faster on narrow X
-                    Xp = X_dev.take(perm_dev, axis=0)
-                    yp = y_dev.take(perm_dev, axis=0)
-                    wp = None if w_dev is None else w_dev.take(perm_dev, axis=0)
-                    y_host = yh.take(perm, axis=0)
-                else:
-                    Xp, yp, wp, y_host = X_dev, y_dev, w_dev, yh
-                if runner is not None:
-                    loss_sum, out = runner.run(Xp, yp, wp, batch_size, rng)
-                    if epoch == 0:  # the runner now knows the batch-size-specific path
-                        self.training_path = runner.description
-                        history.params["training_path"] = runner.description
-                else:
-                    loss_sum, out = self._train_epoch(Xp, yp, wp, batch_size)
-                logs = {"loss": float(loss_sum) / n}
-                if self.metric_names:
-                    logs.update(self._metrics(y_host, be.to_numpy(self._head(out))))
-                if val_dev is not None:
-                    logs.update(self._evaluate_dev(val_dev[0], val_dev[1], prefix="val_"))
-                history.epoch.append(epoch)
-                for k, v in logs.items():
-                    history.history.setdefault(k, []).append(v)
-                for cb in callbacks:
-                    cb.on_epoch_end(epoch, logs)
-                if bar is not None:
-                    bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=False)
-                    bar.update(1)
-                elif verbose == 2:
-                    print(
-                        f"epoch {epoch + 1}/{epochs} "
-                        + " ".join(f"{k}={v:.4f}" for k, v in logs.items())
-                    )
-                if self.stop_training:
-                    break
-        except KeyboardInterrupt:  # keep the last completed epoch, then let it propagate
-            last_epoch.restore(history)
-            self.history = history
-            raise
-        finally:
-            if bar is not None:
-                bar.close()
-        for cb in callbacks:
-            cb.on_train_end()
-        history.params["seconds"] = time.perf_counter() - t_start
-        history.stop_reason = self.stop_reason
-        self.history = history
-        return history
-
-    def _train_epoch(self, Xp, yp, wp, batch_size: int):
-        """One epoch of the per-layer path. Returns ``(loss_sum, outputs)`` where
-        ``outputs`` are the batch outputs (logits for a fused head) in row order."""
-        be, loss, opt = self.backend, self.loss, self.optimizer
-        theta, grad = self.theta, self.grad
-        layers = self.layers
-        fused = self._head_fused()
-        last = len(layers) - 1
-        n = Xp.shape[0]
-        out_all = be.empty((n, layers[-1].output_dim), self.dtype)
-        total = 0.0
-        for start in range(0, n, batch_size):
-            stop = min(start + batch_size, n)
-            # 1. take a batch
-            A = Xp[start:stop]
-            # 2. forward-propagate
-            A, backprops = self._forward_batch(A, True, fused)
-            out_all[start:stop] = A
-            # 3. measure the error (and its gradient w.r.t. the outputs)
-            lsum, dA = loss.grad(
-                be,
-                A,
-                yp[start:stop],
-                None if wp is None else wp[start:stop],
-                1.0 / (stop - start),
-                fused,
-            )
-            total = total + lsum
-            # 4. backpropagate, last layer first
-            for i in range(last, -1, -1):
-                dA = backprops[i](dA, i > 0)
-            # 5. update every weight
-            opt.step(be, theta, grad)
-        return total, out_all
-
     # ------------------------------------------------------------------ inference
     def _evaluate_dev(self, X_dev, y_host, prefix="", batch_size=1024):
-        be = self.backend
+        be = self.backend.inference
         out = self._forward_logits(X_dev, batch_size)
         n = X_dev.shape[0]
         lsum, _ = self.loss.grad(be, out, be.asarray(y_host), None, 1.0 / n, self._head_fused())
@@ -647,7 +465,7 @@ class Sequential:
         Xh = self._prepare_X(X)
         yh = self._prepare_y(y, Xh.shape[0])
         logs = self._evaluate_dev(
-            self.backend.asarray(Xh), yh, batch_size=_positive_int("batch_size", batch_size)
+            self.backend.asarray(Xh), yh, batch_size=positive_int("batch_size", batch_size)
         )
         if verbose:
             print(" ".join(f"{k}={v:.4f}" for k, v in logs.items()))
@@ -664,7 +482,7 @@ class Sequential:
                 self.build(X.shape[1])
         else:
             X_dev = self.backend.asarray(self._prepare_X(X))
-        batch_size = _positive_int("batch_size", batch_size)
+        batch_size = positive_int("batch_size", batch_size)
         out = self._head(self._forward_logits(X_dev, batch_size))
         return out if return_backend_array else self.backend.to_numpy(out)
 
@@ -806,17 +624,6 @@ class Sequential:
         return ("fastnn.Sequential", state["backend"], hashlib.sha256(blob).hexdigest())
 
 
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        else:
-            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-    if value < 1:
-        raise ConfigError(f"{name} must be >= 1, got {value}")
-    return int(value)
-
-
 def _layer_registry():
     from . import activations
 
@@ -827,3 +634,4 @@ def _layer_registry():
 
 
 LAYERS = _layer_registry()
+io.MODEL_CLASSES["Sequential"] = Sequential
