@@ -65,6 +65,9 @@ import numpy as np
 
 from ..errors import ConfigError, ShapeError
 from .base import check_activation
+from .numba_mid import choose_path as _choose_path
+from .numba_mid import mid_available as _mid_available
+from .numba_mid import run_mid as _run_mid
 from .numpy_backend import NumpyBackend
 
 #: The fused epoch runs in hand-written compiled loops when the Dense layers'
@@ -371,8 +374,8 @@ class NumbaBackend(NumpyBackend):
         if plan is None:
             return None
         forced = os.environ.get("FASTNN_NUMBA_PATH", "").strip().lower()
-        if forced not in ("", "loops", "blas"):
-            raise ConfigError(f"FASTNN_NUMBA_PATH must be 'loops' or 'blas', got {forced!r}")
+        if forced not in ("", "loops", "mid", "blas"):
+            raise ConfigError(f"FASTNN_NUMBA_PATH must be 'loops', 'mid' or 'blas', got {forced!r}")
         return _EpochRunner(self._k, model, loss, optimizer, plan, forced or None)
 
 
@@ -580,27 +583,23 @@ class _EpochRunner:
         self._blas_plans = {}
         self.description = self._describe(None)
 
-    def _use_loops(self, batch_size: int) -> bool:
-        """Hand loops or BLAS products (the measured rule; ``FASTNN_NUMBA_PATH`` wins)."""
+    def _path(self, batch_size: int) -> str:
+        """``"loops"``, ``"mid"`` or ``"blas"``: the measured rule
+        (:func:`fastnn.backends.numba_mid.choose_path`; without SciPy, loops or BLAS by
+        :func:`handloop_limit`); ``FASTNN_NUMBA_PATH`` wins."""
         if self.forced is not None:
-            return self.forced == "loops"
-        return self.plan.macs_per_row <= handloop_limit(batch_size)
+            return self.forced
+        if _mid_available():
+            return _choose_path(self.plan.macs_per_row, batch_size)
+        return "loops" if self.plan.macs_per_row <= handloop_limit(batch_size) else "blas"
 
     def _describe(self, batch_size=None):
         p = self.plan
-        loops = "hand loops, one compiled call per epoch"
-        blas = "BLAS products + compiled elementwise passes"
-        if batch_size is not None or self.forced is not None:
-            how = loops if self._use_loops(batch_size or 1) else blas
-        else:  # before the first epoch: the rule, for any batch size
-            macs = max(p.macs_per_row, 1)
-            b_max = int(HANDLOOP_BATCH_KNEE * (HANDLOOP_MAX_MACS_PER_ROW / macs) ** 2)
-            if macs > HANDLOOP_MAX_MACS_PER_ROW:
-                how = blas
-            elif b_max >= 1 << 16:
-                how = loops
-            else:
-                how = f"{loops}; BLAS products above batch_size {b_max}"
+        how = {
+            "loops": "hand loops, one compiled call per epoch",
+            "mid": "BLAS products inside one compiled call per epoch",
+            "blas": "BLAS products + compiled elementwise passes",
+        }[self._path(batch_size or 32)]
         s = "s" if p.n_dense != 1 else ""
         return f"fused numba epoch ({p.n_dense} Dense layer{s}, {self.optimizer.name}; {how})"
 
@@ -706,7 +705,7 @@ class _EpochRunner:
         n_batches = -(-n // batch_size)
         t0 = self.optimizer.iterations
         lr_ts, eps_ts = self._step_scalars(t0, n_batches)
-        loops = self._use_loops(batch_size)
+        path = self._path(batch_size)
         self.description = self._describe(batch_size)
         # chunks of batches, so the dropout uniforms of one call stay bounded
         per_batch_u = batch_size * p.dropout_width
@@ -739,8 +738,10 @@ class _EpochRunner:
                 b0,
                 b1,
             )
-            if loops:
+            if path == "loops":
                 total += self._run_loops(*args)
+            elif path == "mid":
+                total += _run_mid(self, *args)
             else:
                 total += self._run_blas(*args)
         self.optimizer.iterations = t0 + n_batches

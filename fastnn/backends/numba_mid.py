@@ -1,0 +1,83 @@
+"""The Numba backend's mid-width fused epoch: when it runs, with how many BLAS threads,
+and the call into :func:`fastnn.kernels.cpu_mid.train_epoch_mid`.
+
+Three compiled training paths share one plan (``numba_backend._plan``): hand loops (small
+networks), this "mid" path (one compiled call per epoch, products through BLAS called
+from compiled code) and the Python-driven BLAS path. :func:`choose_path` is the measured
+rule between them (``benchmarks/mid_width.py``, results in
+``benchmarks/results/mid_width.md``):
+
+* hand loops while the Dense layers' multiply-adds per row are at most
+  :data:`LOOPS_MAX_MACS_PER_ROW` (below that BLAS's fixed cost per call, ~0.3 us, is
+  more than the loops' arithmetic);
+* the mid path above it, whenever Numba can call BLAS (SciPy importable). It beat the
+  Python-driven BLAS path at every shape measured, up to 1024-wide layers: the same
+  GEMMs, without the per-call Python overhead;
+* the Python-driven BLAS path only without SciPy.
+
+BLAS threads: a mid-path epoch runs its products on ONE thread, unless a step's
+multiply-adds (``batch_size * macs_per_row``) reach :data:`THREADS_MIN_MACS_PER_STEP`,
+where both cores pay (measured on the 2-core reference machine; under a busy neighbour a
+second BLAS thread spin-waits and costs more than it brings, so the bar is high). The
+limit is set through threadpoolctl for the epoch and restored after it.
+"""
+
+from __future__ import annotations
+
+import functools
+
+#: hand loops up to this many multiply-adds per row (sum of the Dense layers' d_in*d_out)
+LOOPS_MAX_MACS_PER_ROW = 300
+#: BLAS gets every core when a step has at least this many multiply-adds
+THREADS_MIN_MACS_PER_STEP = 1 << 62
+
+
+@functools.lru_cache(maxsize=1)
+def mid_available() -> bool:
+    """True when Numba can call BLAS from compiled code (it needs SciPy)."""
+    try:
+        import scipy.linalg.cython_blas  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def choose_path(macs_per_row: int, batch_size: int) -> str:
+    """``"loops"`` or ``"mid"`` for a plan of ``macs_per_row`` multiply-adds per row at
+    this batch size, when :func:`mid_available` (the measured rule, see the module
+    docstring)."""
+    return "loops" if macs_per_row <= LOOPS_MAX_MACS_PER_ROW else "mid"
+
+
+def blas_threads(macs_per_row: int, batch_size: int) -> int | None:
+    """BLAS threads for a mid-path epoch: 1, or None (BLAS's own default: every core)."""
+    return None if batch_size * macs_per_row >= THREADS_MIN_MACS_PER_STEP else 1
+
+
+@functools.lru_cache(maxsize=1)
+def _controller():
+    """threadpoolctl's controller of the loaded BLAS libraries (None without it)."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
+    mid_available()  # SciPy's BLAS loaded first, so the controller sees it
+    return ThreadpoolController().select(user_api="blas")
+
+
+def run_mid(
+    runner, X, yf, yi, w, has_w, out, theta, grad, s1, s2, U, lc, hp, lr_ts, eps_ts, bs, b0, b1
+):
+    """Train batches ``b0 .. b1-1`` on the mid path; the arguments are the runner's
+    ``_run_loops``'s (``bs`` the batch size); returns the loss sum."""
+    from ..kernels import cpu_mid
+
+    p = runner.plan
+    args = (X, yf, yi, w, has_w, out, theta, grad, s1, s2, runner.ops, p.opf, runner.ws)
+    args += (runner.G0, runner.G1, U, p.loss_code, p.sparse, lc, p.opt_code, hp, lr_ts, eps_ts)
+    threads = blas_threads(p.macs_per_row, bs)
+    ctl = _controller() if threads is not None else None
+    if ctl is None:
+        return cpu_mid.train_epoch_mid(*args, bs, b0, b1)
+    with ctl.limit(limits=threads):
+        return cpu_mid.train_epoch_mid(*args, bs, b0, b1)

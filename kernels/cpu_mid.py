@@ -1,0 +1,242 @@
+"""The fused training epoch for mid-width Dense stacks: every minibatch inside ONE
+compiled call, the matrix products through BLAS called from compiled code.
+
+The hand loops of :func:`fastnn.kernels.cpu.train_epoch` win while a step is a few
+thousand multiply-adds; above that, BLAS's register-blocked GEMM is 3-10x faster per
+multiply-add, but calling it from a Python loop costs several microseconds a call (eight
+calls a step), more than the arithmetic of a 64-wide layer. Here Numba's ``np.dot`` calls
+BLAS (``?gemm`` through SciPy's ``cython_blas``) straight from the compiled epoch: the
+products run at BLAS speed and the step pays no Python. Everything between the products
+is the per-op kernels of :mod:`fastnn.kernels.cpu`, on row-major ``(rows, features)``
+activations, so this file adds only the step's plumbing.
+
+Needs SciPy (Numba's linear algebra calls its BLAS). The BLAS threads are SciPy's
+OpenBLAS pool: the backend sets how many run (see ``fastnn.backends.numba_backend``).
+Same math, same formulas, same order of the optimizer updates as the per-layer path;
+only the summation order inside the products differs (as with NumPy's BLAS).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .cpu import (
+    _JIT,
+    C_ACT,
+    C_BOFF,
+    C_DIN,
+    C_DOUT,
+    C_IN,
+    C_KIND,
+    C_WOFF,
+    C_Y,
+    C_Z,
+    F_ALPHA,
+    F_KEEP,
+    F_RATE,
+    LINEAR,
+    OP_ACT,
+    OP_DENSE,
+    _param_views,
+    act_backward,
+    act_forward,
+    bias_act,
+    col_sum,
+    dropout_mask,
+    loss_grad,
+    opt_update,
+)
+
+
+@njit(**_JIT)
+def _rows(buf, off, n, d):
+    """The row-major ``(n, d)`` view of ``buf[off : off + n*d]``."""
+    return buf[off : off + n * d].reshape((n, d))
+
+
+@njit(**_JIT)
+def _step_views(ws, G0, G1, ops, first_param, nb):
+    """Row-major views of one step of ``nb`` rows: per op its input ``A``, ``Z``, ``Y``
+    and, for the backward pass, the incoming gradient ``gY``, the gradient ``dZ`` after
+    the op's activation (or mask) and ``gX`` (Dense: the gradient passed down).
+
+    Every elementwise backward pass writes to the other buffer of the pair ``G0``/``G1``
+    than it reads (an in-place pass through two argument names defeats LLVM's
+    vectoriser: measured 5x slower), and a Dense op writes ``gX`` over its own ``gY``,
+    which its activation pass has already consumed."""
+    n_ops = ops.shape[0]
+    As = []
+    Zs = []
+    Ys = []
+    gYs = []
+    dZs = []
+    gXs = []
+    for q in range(n_ops):
+        Z = _rows(ws, ops[q, C_Z], nb, ops[q, C_DOUT])
+        As.append(_rows(ws, ops[q, C_IN], nb, ops[q, C_DIN]))
+        Zs.append(Z)
+        Ys.append(_rows(ws, ops[q, C_Y], nb, ops[q, C_DOUT]))
+        gYs.append(Z)  # placeholders, set below for the ops the backward pass visits
+        dZs.append(Z)
+        gXs.append(Z)
+    G = (G0, G1)
+    cur = 0
+    for q in range(n_ops - 1, first_param - 1, -1):
+        dout = ops[q, C_DOUT]
+        gYs[q] = _rows(G[cur], 0, nb, dout)
+        linear_dense = ops[q, C_KIND] == OP_DENSE and ops[q, C_ACT] == LINEAR
+        if linear_dense:
+            dZs[q] = gYs[q]
+        else:
+            dZs[q] = _rows(G[1 - cur], 0, nb, dout)
+        if ops[q, C_KIND] == OP_DENSE:
+            if linear_dense:
+                cur = 1 - cur
+            gXs[q] = _rows(G[cur], 0, nb, ops[q, C_DIN])
+        else:
+            cur = 1 - cur
+    return As, Zs, Ys, gYs, dZs, gXs
+
+
+@njit(**_JIT)
+def _mul(A, B, out):
+    """``out = A * B`` elementwise, ``(n, d)`` arrays (``out`` may be ``A``)."""
+    n, d = A.shape
+    for r in range(n):
+        for j in range(d):
+            out[r, j] = A[r, j] * B[r, j]
+
+
+@njit(**_JIT)
+def _forward(ops, opf, Ws, bs, As, Zs, Ys, U, u_pos):
+    """Forward pass of one step; returns the new position in the dropout uniforms."""
+    for q in range(ops.shape[0]):
+        kind = ops[q, C_KIND]
+        code = ops[q, C_ACT]
+        alpha = opf[q, F_ALPHA]
+        A, Z, Y = As[q], Zs[q], Ys[q]
+        if kind == OP_DENSE:
+            np.dot(A, Ws[q], Z)
+            bias_act(Z, bs[q], ops[q, C_BOFF] >= 0, code, alpha, Y)
+        elif kind == OP_ACT:
+            act_forward(A, code, alpha, Y)
+        else:  # dropout: Z holds the mask
+            size = Z.size
+            Ub = U[u_pos : u_pos + size].reshape(Z.shape)
+            dropout_mask(Ub, opf[q, F_RATE], opf[q, F_KEEP], Z)
+            _mul(A, Z, Y)
+            u_pos += size
+    return u_pos
+
+
+@njit(**_JIT)
+def _backward_update(ops, opf, Ws, dWs, dbs, views, first_param, upd):
+    """Backward pass of one step; each Dense layer's parameters are updated right after
+    their gradient is written (``upd`` = theta, grad, s1, s2, opt_code, hp, lr_t, eps_t),
+    while they are in cache. ``dX`` uses the old weights, as in the per-layer path."""
+    theta, grad, s1, s2, opt_code, hp, lr_t, eps_t = upd
+    As, Zs, Ys, gYs, dZs, gXs = views
+    for q in range(ops.shape[0] - 1, first_param - 1, -1):
+        kind = ops[q, C_KIND]
+        code = ops[q, C_ACT]
+        gY = gYs[q]
+        dZ = dZs[q]
+        if kind == OP_DENSE:
+            if code != LINEAR:
+                act_backward(Zs[q], Ys[q], gY, code, opf[q, F_ALPHA], dZ)
+            if q > first_param:
+                np.dot(dZ, Ws[q].T, gXs[q])
+            np.dot(As[q].T, dZ, dWs[q])
+            wo = ops[q, C_WOFF]
+            opt_update(theta, grad, s1, s2, wo, wo + Ws[q].size, opt_code, hp, lr_t, eps_t)
+            bo = ops[q, C_BOFF]
+            if bo >= 0:
+                col_sum(dZ, dbs[q])
+                opt_update(theta, grad, s1, s2, bo, bo + ops[q, C_DOUT], opt_code, hp, lr_t, eps_t)
+        elif kind == OP_ACT:
+            act_backward(As[q], Ys[q], gY, code, opf[q, F_ALPHA], dZ)
+        else:
+            _mul(gY, Zs[q], dZ)
+
+
+@njit(**_JIT)
+def train_epoch_mid(
+    X,
+    yf,
+    yi,
+    w,
+    has_w,
+    out,
+    theta,
+    grad,
+    s1,
+    s2,
+    ops,
+    opf,
+    ws,
+    G0,
+    G1,
+    U,
+    loss_code,
+    sparse,
+    lc,
+    opt_code,
+    hp,
+    lr_ts,
+    eps_ts,
+    batch_size,
+    b_first,
+    b_last,
+):
+    """Train batches ``b_first .. b_last-1`` of an epoch in one call; returns the loss sum.
+
+    The arguments are :func:`fastnn.kernels.cpu.train_epoch`'s (same op tables, same
+    workspace offsets, dropout uniforms in the same order), less its transposition
+    scratch: activations here are row-major ``(rows, features)`` views of ``ws``, and
+    every product is one BLAS call. Each batch of ``X`` is copied to ``ws[0:]`` (the
+    first op's input).
+    """
+    n = X.shape[0]
+    d_x = X.shape[1]
+    n_ops = ops.shape[0]
+    first_param = n_ops
+    for q in range(n_ops):
+        if ops[q, C_KIND] == OP_DENSE:
+            first_param = q
+            break
+    Ws, dWs, bs, dbs = _param_views(ops, theta, grad)
+    nbv = min(batch_size, n - b_first * batch_size)
+    views = _step_views(ws, G0, G1, ops, first_param, nbv)
+    t = theta.dtype.type
+    total = 0.0
+    u_pos = 0
+    for b in range(b_first, b_last):
+        start = b * batch_size
+        stop = min(start + batch_size, n)
+        nb = stop - start
+        if nb != nbv:  # the last, shorter batch
+            nbv = nb
+            views = _step_views(ws, G0, G1, ops, first_param, nb)
+        Xb = _rows(ws, 0, nb, d_x)
+        Xb[:, :] = X[start:stop]
+        u_pos = _forward(ops, opf, Ws, bs, views[0], views[1], views[2], U, u_pos)
+        P = views[2][n_ops - 1]
+        out[start:stop] = P
+        gP = views[3][n_ops - 1]
+        total += loss_grad(
+            P,
+            yf[start:stop],
+            yi[start:stop],
+            w[start:stop],
+            has_w,
+            loss_code,
+            sparse,
+            lc,
+            t(1.0 / nb),
+            gP,
+        )
+        s = b - b_first
+        upd = (theta, grad, s1, s2, opt_code, hp, lr_ts[s], eps_ts[s])
+        _backward_update(ops, opf, Ws, dWs, dbs, views, first_param, upd)
+    return total
