@@ -66,7 +66,6 @@ import numpy as np
 from ..errors import ConfigError, ShapeError
 from .base import check_activation
 from .numba_mid import choose_path as _choose_path
-from .numba_mid import mid_available as _mid_available
 from .numba_mid import run_mid as _run_mid
 from .numpy_backend import NumpyBackend
 
@@ -589,8 +588,9 @@ class _EpochRunner:
         :func:`handloop_limit`); ``FASTNN_NUMBA_PATH`` wins."""
         if self.forced is not None:
             return self.forced
-        if _mid_available():
-            return _choose_path(self.plan.macs_per_row, batch_size)
+        path = _choose_path(self.plan, batch_size)  # None: the loops/BLAS rule decides
+        if path is not None:
+            return path
         return "loops" if self.plan.macs_per_row <= handloop_limit(batch_size) else "blas"
 
     def _describe(self, batch_size=None):

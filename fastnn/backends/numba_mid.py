@@ -28,6 +28,10 @@ import functools
 
 #: hand loops up to this many multiply-adds per row (sum of the Dense layers' d_in*d_out)
 LOOPS_MAX_MACS_PER_ROW = 300
+#: above this many sigmoid/tanh/softmax elements in one layer's step, the mid path's
+#: scalar libm calls (~8 ns an element) lose to the BLAS path's NumPy SIMD passes
+#: (11-64-64-1 tanh at batch 32: 103 vs 74 us a step); the backend's own bar for NumPy
+TRANSCENDENTAL_MAX = 1024
 #: BLAS gets every core when a step has at least this many multiply-adds
 THREADS_MIN_MACS_PER_STEP = 1 << 62
 
@@ -42,11 +46,28 @@ def mid_available() -> bool:
     return True
 
 
-def choose_path(macs_per_row: int, batch_size: int) -> str:
-    """``"loops"`` or ``"mid"`` for a plan of ``macs_per_row`` multiply-adds per row at
-    this batch size, when :func:`mid_available` (the measured rule, see the module
-    docstring)."""
-    return "loops" if macs_per_row <= LOOPS_MAX_MACS_PER_ROW else "mid"
+def transcendental_width(ops) -> int:
+    """The widest op of the plan's int table ``ops`` whose activation is a transcendental
+    (sigmoid, tanh, softmax): compiled code computes those with scalar libm calls."""
+    from ..kernels import cpu
+
+    codes = (cpu.SIGMOID, cpu.TANH, cpu.SOFTMAX)
+    widths = [int(r[cpu.C_DOUT]) for r in ops if int(r[cpu.C_ACT]) in codes]
+    return max(widths, default=0)
+
+
+def choose_path(plan, batch_size: int) -> str | None:
+    """``"loops"`` or ``"mid"`` for ``plan`` (the backend's ``_Plan``) at this batch
+    size, or None where the mid path does not pay (no SciPy, or a sigmoid/tanh/softmax
+    layer of more than :data:`TRANSCENDENTAL_MAX` elements a step, which the BLAS path
+    sends to NumPy's SIMD loops) and the backend's loops/BLAS rule decides."""
+    if plan.macs_per_row <= LOOPS_MAX_MACS_PER_ROW:
+        return "loops"
+    if not mid_available():
+        return None
+    if transcendental_width(plan.ops_units) * batch_size > TRANSCENDENTAL_MAX:
+        return None
+    return "mid"
 
 
 def blas_threads(macs_per_row: int, batch_size: int) -> int | None:
