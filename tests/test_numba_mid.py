@@ -116,7 +116,9 @@ def test_rule_picks_loops_small_and_mid_wider(monkeypatch):
     assert _has_mid_path(m), m.training_path
     # a tanh layer of 64 x 32 elements a step: scalar libm in compiled code loses to
     # NumPy's SIMD tanh on the BLAS path
-    m = fastnn.Sequential([Dense(64, "tanh"), Dense(1, "sigmoid")], backend="numba")
+    m = fastnn.Sequential(
+        [Dense(64, "tanh"), Dense(64, "tanh"), Dense(1, "sigmoid")], backend="numba"
+    )
     m.compile(optimizer="adam", loss="binary_crossentropy")
     m.fit(np.zeros((64, 11)), np.arange(64) % 2, batch_size=32, epochs=1, verbose=0)
     assert "BLAS products + compiled" in m.training_path, m.training_path
