@@ -216,11 +216,17 @@ def _backward_update(ops, opf, Ws, dWs, dbs, views, first_param, upd):
                     np.dot(dZ, Ws[q].T, gXs[q])
                 np.dot(As[q].T, dZ, dWs[q])
             wo = ops[q, C_WOFF]
-            opt_update(theta, grad, s1, s2, wo, wo + Ws[q].size, opt_code, hp, lr_t, eps_t)
+            hi = wo + Ws[q].size
             bo = ops[q, C_BOFF]
             if bo >= 0:
                 col_sum(dZ, dbs[q])
-                opt_update(theta, grad, s1, s2, bo, bo + ops[q, C_DOUT], opt_code, hp, lr_t, eps_t)
+                if bo == hi:  # b right after W (the usual layout): one update for both
+                    hi = bo + ops[q, C_DOUT]
+                else:
+                    opt_update(
+                        theta, grad, s1, s2, bo, bo + ops[q, C_DOUT], opt_code, hp, lr_t, eps_t
+                    )
+            opt_update(theta, grad, s1, s2, wo, hi, opt_code, hp, lr_t, eps_t)
         elif kind == OP_ACT:
             act_backward(As[q], Ys[q], gY, code, opf[q, F_ALPHA], dZ)
         else:

@@ -23,6 +23,12 @@ products stay on NumPy's BLAS. What changes:
     after its gradient, while it is hot in cache) is one compiled pass. A
     784-1024-1024-10 step at batch 256 runs at ~1.09x the time of its eight GEMMs.
 
+  - mid widths (:mod:`fastnn.backends.numba_mid`, :mod:`fastnn.kernels.cpu_mid`):
+    the whole epoch in ONE compiled call again, every product a BLAS call made from
+    compiled code (Numba's ``np.dot``, SciPy's BLAS) on one thread. Chosen by
+    :func:`fastnn.backends.numba_mid.choose_path` above a few hundred multiply-adds per
+    row; where it does not apply, the rule below picks between the other two.
+
   The crossover was measured with ``benchmarks/numba_crossover.py`` (results in
   ``benchmarks/results/numba_crossover.md``): hand loops when the Dense layers'
   ``sum(d_in * d_out)`` is at most :func:`handloop_limit` (2400 multiply-adds per row up
@@ -33,8 +39,8 @@ products stay on NumPy's BLAS. What changes:
   a batch of 128 the crossover is a per-row constant (between 2080 and 3888 multiply-adds
   per row: 32- and 48-wide hidden layers on 32 inputs), and bigger batches amortise
   BLAS's overhead sooner (at 512 it lies between 784 and 2080). The rule picks the faster
-  path in every cell measured except ties. ``FASTNN_NUMBA_PATH=loops|blas`` forces one
-  path (benchmarks and tests).
+  path in every cell measured except ties. ``FASTNN_NUMBA_PATH=loops|mid|blas`` forces
+  one path (benchmarks and tests).
 
 Results agree with the NumPy backend to float rounding (same formulas, constants cast to
 the model dtype as NumPy does; only summation order differs). Dropout in the fused path

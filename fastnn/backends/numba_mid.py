@@ -10,16 +10,20 @@ rule between them (``benchmarks/mid_width.py``, results in
 * hand loops while the Dense layers' multiply-adds per row are at most
   :data:`LOOPS_MAX_MACS_PER_ROW` (below that BLAS's fixed cost per call, ~0.3 us, is
   more than the loops' arithmetic);
-* the mid path above it, whenever Numba can call BLAS (SciPy importable). It beat the
-  Python-driven BLAS path at every shape measured, up to 1024-wide layers: the same
-  GEMMs, without the per-call Python overhead;
-* the Python-driven BLAS path only without SciPy.
+* the mid path above it, whenever Numba can call BLAS (SciPy importable) and no
+  sigmoid/tanh/softmax layer has more than :data:`TRANSCENDENTAL_MAX` elements a step.
+  It beat the Python-driven BLAS path at every relu shape measured, up to 1024-wide
+  layers: the same GEMMs, without the per-call Python overhead;
+* otherwise (no SciPy, or wide transcendental layers, which the BLAS path sends to
+  NumPy's SIMD loops) the backend's loops/BLAS rule (``handloop_limit``).
 
-BLAS threads: a mid-path epoch runs its products on ONE thread, unless a step's
-multiply-adds (``batch_size * macs_per_row``) reach :data:`THREADS_MIN_MACS_PER_STEP`,
-where both cores pay (measured on the 2-core reference machine; under a busy neighbour a
-second BLAS thread spin-waits and costs more than it brings, so the bar is high). The
-limit is set through threadpoolctl for the epoch and restored after it.
+BLAS threads: a mid-path epoch runs its products on ONE thread (set through threadpoolctl
+for the epoch and restored after it). :data:`THREADS_MIN_MACS_PER_STEP` would give BLAS
+every core from that many multiply-adds a step, but no cell measured on the 2-core
+reference machine (shared with other jobs) was faster with a second BLAS thread: it
+spin-waits for a core a neighbour holds, and the mid path's products are small. An idle
+machine with more cores may pay off threads for wide layers: re-measure there
+(``benchmarks/mid_width.py``, column ``mid``) before setting it.
 """
 
 from __future__ import annotations
@@ -32,8 +36,9 @@ LOOPS_MAX_MACS_PER_ROW = 300
 #: scalar libm calls (~8 ns an element) lose to the BLAS path's NumPy SIMD passes
 #: (11-64-64-1 tanh at batch 32: 103 vs 74 us a step); the backend's own bar for NumPy
 TRANSCENDENTAL_MAX = 1024
-#: BLAS gets every core when a step has at least this many multiply-adds
-THREADS_MIN_MACS_PER_STEP = 1 << 62
+#: BLAS gets every core when a step has at least this many multiply-adds (None: never,
+#: as measured; see the module docstring)
+THREADS_MIN_MACS_PER_STEP: int | None = None
 
 
 @functools.lru_cache(maxsize=1)
@@ -72,7 +77,8 @@ def choose_path(plan, batch_size: int) -> str | None:
 
 def blas_threads(macs_per_row: int, batch_size: int) -> int | None:
     """BLAS threads for a mid-path epoch: 1, or None (BLAS's own default: every core)."""
-    return None if batch_size * macs_per_row >= THREADS_MIN_MACS_PER_STEP else 1
+    bar = THREADS_MIN_MACS_PER_STEP
+    return None if bar is not None and batch_size * macs_per_row >= bar else 1
 
 
 @functools.lru_cache(maxsize=1)
