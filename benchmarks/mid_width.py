@@ -347,15 +347,12 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     reps = 3 if args.quick else 5
     path = RESULTS / "mid_width.json"
-    res = json.loads(path.read_text()) if path.exists() and set(args.only) != set(SECTIONS) else {}
-    res.update(
-        {
-            "machine": f"{os.cpu_count()} CPUs, numpy {np.__version__}, "
-            f"numba {__import__('numba').__version__}",
-            "load_start": os.getloadavg()[0],
-            "reps": reps,
-        }
-    )
+    keep = path.exists() and set(args.only) != set(SECTIONS)  # merge into the last results
+    res = json.loads(path.read_text()) if keep else {}
+    import numba
+
+    res["machine"] = f"{os.cpu_count()} CPUs, numpy {np.__version__}, numba {numba.__version__}"
+    res["load_start"], res["reps"] = os.getloadavg()[0], reps
     widths = (6, 64, 256, 1024) if args.quick else (6, 16, 32, 64, 128, 256, 512, 1024)
     batches = (8, 128, 2048) if args.quick else (8, 32, 128, 512, 2048)
     cells = [(w, b) for w in (6, 16, 64, 256) for b in (8, 32, 128, 2048)]

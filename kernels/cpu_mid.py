@@ -234,42 +234,25 @@ def _backward_update(ops, opf, Ws, dWs, dbs, views, first_param, upd):
 
 
 @njit(**_JIT)
-def train_epoch_mid(
-    X,
-    yf,
-    yi,
-    w,
-    has_w,
-    out,
-    theta,
-    grad,
-    s1,
-    s2,
-    ops,
-    opf,
-    ws,
-    G0,
-    G1,
-    U,
-    loss_code,
-    sparse,
-    lc,
-    opt_code,
-    hp,
-    lr_ts,
-    eps_ts,
-    batch_size,
-    b_first,
-    b_last,
-):
+def train_epoch_mid(data, state, net, bufs, loss, opt, steps):
     """Train batches ``b_first .. b_last-1`` of an epoch in one call; returns the loss sum.
 
-    The arguments are :func:`fastnn.kernels.cpu.train_epoch`'s (same op tables, same
-    workspace offsets, dropout uniforms in the same order), less its transposition
-    scratch: activations here are row-major ``(rows, features)`` views of ``ws``, and
-    every product is one BLAS call. Each batch of ``X`` is copied to ``ws[0:]`` (the
-    first op's input).
+    The arguments are :func:`fastnn.kernels.cpu.train_epoch`'s, grouped in tuples:
+    ``data = (X, yf, yi, w, has_w, out)``, ``state = (theta, grad, s1, s2)``, ``net =
+    (ops, opf)`` (the same op tables and workspace offsets), ``bufs = (ws, G0, G1, U)``
+    (dropout uniforms in the same order), ``loss = (loss_code, sparse, lc)``, ``opt =
+    (opt_code, hp, lr_ts, eps_ts)``, ``steps = (batch_size, b_first, b_last)``; no
+    transposition scratch: activations here are row-major ``(rows, features)`` views of
+    ``ws``, and every product is one BLAS call (or a few, see :func:`_matmul_rows`).
+    Each batch of ``X`` is copied to ``ws[0:]`` (the first op's input).
     """
+    X, yf, yi, w, has_w, out = data
+    theta, grad, s1, s2 = state
+    ops, opf = net
+    ws, G0, G1, U = bufs
+    loss_code, sparse, lc = loss
+    opt_code, hp, lr_ts, eps_ts = opt
+    batch_size, b_first, b_last = steps
     n = X.shape[0]
     d_x = X.shape[1]
     n_ops = ops.shape[0]
@@ -297,18 +280,8 @@ def train_epoch_mid(
         P = views[2][n_ops - 1]
         out[start:stop] = P
         gP = views[3][n_ops - 1]
-        total += loss_grad(
-            P,
-            yf[start:stop],
-            yi[start:stop],
-            w[start:stop],
-            has_w,
-            loss_code,
-            sparse,
-            lc,
-            t(1.0 / nb),
-            gP,
-        )
+        yb, yib, wb = yf[start:stop], yi[start:stop], w[start:stop]
+        total += loss_grad(P, yb, yib, wb, has_w, loss_code, sparse, lc, t(1.0 / nb), gP)
         s = b - b_first
         upd = (theta, grad, s1, s2, opt_code, hp, lr_ts[s], eps_ts[s])
         _backward_update(ops, opf, Ws, dWs, dbs, views, first_param, upd)

@@ -92,19 +92,26 @@ def _controller():
     return ThreadpoolController().select(user_api="blas")
 
 
-def run_mid(
-    runner, X, yf, yi, w, has_w, out, theta, grad, s1, s2, U, lc, hp, lr_ts, eps_ts, bs, b0, b1
-):
-    """Train batches ``b0 .. b1-1`` on the mid path; the arguments are the runner's
-    ``_run_loops``'s (``bs`` the batch size); returns the loss sum."""
+def run_mid(runner, *args):
+    """Train batches ``b0 .. b1-1`` on the mid path and return the loss sum; ``args`` are
+    the runner's ``_run_loops``'s: ``X, yf, yi, w, has_w, out, theta, grad, s1, s2, U,
+    lc, hp, lr_ts, eps_ts, batch_size, b0, b1``."""
     from ..kernels import cpu_mid
 
     p = runner.plan
-    args = (X, yf, yi, w, has_w, out, theta, grad, s1, s2, runner.ops, p.opf, runner.ws)
-    args += (runner.G0, runner.G1, U, p.loss_code, p.sparse, lc, p.opt_code, hp, lr_ts, eps_ts)
-    threads = blas_threads(p.macs_per_row, bs)
+    data, state, (U, lc, hp, lr_ts, eps_ts), steps = args[:6], args[6:10], args[10:15], args[15:]
+    threads = blas_threads(p.macs_per_row, steps[0])
+    kernel_args = (
+        data,
+        state,
+        (runner.ops, p.opf),
+        (runner.ws, runner.G0, runner.G1, U),
+        (p.loss_code, p.sparse, lc),
+        (p.opt_code, hp, lr_ts, eps_ts),
+        steps,
+    )
     ctl = _controller() if threads is not None else None
     if ctl is None:
-        return cpu_mid.train_epoch_mid(*args, bs, b0, b1)
+        return cpu_mid.train_epoch_mid(*kernel_args)
     with ctl.limit(limits=threads):
-        return cpu_mid.train_epoch_mid(*args, bs, b0, b1)
+        return cpu_mid.train_epoch_mid(*kernel_args)
