@@ -66,20 +66,13 @@ def _step_views(ws, G0, G1, ops, first_param, nb):
     vectoriser: measured 5x slower), and a Dense op writes ``gX`` over its own ``gY``,
     which its activation pass has already consumed."""
     n_ops = ops.shape[0]
-    As = []
-    Zs = []
-    Ys = []
-    gYs = []
-    dZs = []
-    gXs = []
-    for q in range(n_ops):
-        Z = _rows(ws, ops[q, C_Z], nb, ops[q, C_DOUT])
-        As.append(_rows(ws, ops[q, C_IN], nb, ops[q, C_DIN]))
-        Zs.append(Z)
-        Ys.append(_rows(ws, ops[q, C_Y], nb, ops[q, C_DOUT]))
-        gYs.append(Z)  # placeholders, set below for the ops the backward pass visits
-        dZs.append(Z)
-        gXs.append(Z)
+    As = [_rows(ws, ops[q, C_IN], nb, ops[q, C_DIN]) for q in range(n_ops)]
+    Zs = [_rows(ws, ops[q, C_Z], nb, ops[q, C_DOUT]) for q in range(n_ops)]
+    Ys = [_rows(ws, ops[q, C_Y], nb, ops[q, C_DOUT]) for q in range(n_ops)]
+    # placeholders, set below for the ops the backward pass visits
+    gYs = [Z for Z in Zs]
+    dZs = [Z for Z in Zs]
+    gXs = [Z for Z in Zs]
     G = (G0, G1)
     cur = 0
     for q in range(n_ops - 1, first_param - 1, -1):
