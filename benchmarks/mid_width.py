@@ -280,12 +280,15 @@ def render(res: dict) -> str:
         "contenders of a row ran interleaved (round-robin) in one process, so ratios are "
         "same-run ratios. `python benchmarks/mid_width.py`.",
         "",
-        "Seconds are per epoch of 8,192 rows (11 -> w -> w -> 1 relu, sigmoid + BCE, Adam "
+        "Times are ms per epoch of 8,192 rows (11 -> w -> w -> 1 relu, sigmoid + BCE, Adam "
         "lr 1e-3, float32, `model.fit(verbose=0)`); JAX is `fastnn.bench`'s peer: one "
         "jitted function per epoch (on-device shuffle, `lax.scan` over the minibatches, "
         "optax Adam), compile excluded. *before* is the Numba backend on the path main's "
         "rule picks (hand loops or Python-driven BLAS products), *after* the path this "
-        "branch's rule picks.",
+        "branch's rule picks. main's Python-driven BLAS path runs NumPy's OpenBLAS on "
+        "every core: on a machine other jobs keep busy its threads spin-wait for a core "
+        "and it slows down by 10-100x (the issue measured 97.9 ms for 11-256-256-1/32 on "
+        "a quieter day), which is why *before* varies so much between runs.",
         "",
     ]
     if "headline" in res:
