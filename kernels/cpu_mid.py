@@ -38,7 +38,6 @@ from .cpu import (
     LINEAR,
     OP_ACT,
     OP_DENSE,
-    _param_views,
     act_backward,
     act_forward,
     bias_act,
@@ -56,6 +55,41 @@ def _rows(buf, off, n, d):
 
 
 @njit(**_JIT)
+def _weight(buf, ops, q):
+    """Op ``q``'s ``(d_in, d_out)`` weights as a view of ``buf`` (theta or grad; a 1x1
+    placeholder for an op without)."""
+    if ops[q, C_KIND] != OP_DENSE:
+        return buf[0:1].reshape((1, 1))
+    wo, din, dout = ops[q, C_WOFF], ops[q, C_DIN], ops[q, C_DOUT]
+    return buf[wo : wo + din * dout].reshape((din, dout))
+
+
+@njit(**_JIT)
+def _bias(buf, ops, q):
+    """Op ``q``'s bias as a view of ``buf`` (a 1-element placeholder for an op without)."""
+    bo = ops[q, C_BOFF]
+    return buf[bo : bo + ops[q, C_DOUT]] if bo >= 0 else buf[0:1]
+
+
+@njit(**_JIT)
+def _params(ops, theta, grad):
+    """Per op: ``W``, ``dW``, ``b``, ``db`` as views of ``theta``/``grad``.
+
+    Lists built by ``append``: Numba may turn a list comprehension that does not leave
+    its function into an array, and the "views" into copies."""
+    Ws = [_weight(theta, ops, 0)]
+    dWs = [_weight(grad, ops, 0)]
+    bs = [_bias(theta, ops, 0)]
+    dbs = [_bias(grad, ops, 0)]
+    for q in range(1, ops.shape[0]):
+        Ws.append(_weight(theta, ops, q))
+        dWs.append(_weight(grad, ops, q))
+        bs.append(_bias(theta, ops, q))
+        dbs.append(_bias(grad, ops, q))
+    return Ws, dWs, bs, dbs
+
+
+@njit(**_JIT)
 def _step_views(ws, G0, G1, ops, first_param, nb):
     """Row-major views of one step of ``nb`` rows: per op its input ``A``, ``Z``, ``Y``
     and, for the backward pass, the incoming gradient ``gY``, the gradient ``dZ`` after
@@ -66,13 +100,21 @@ def _step_views(ws, G0, G1, ops, first_param, nb):
     vectoriser: measured 5x slower), and a Dense op writes ``gX`` over its own ``gY``,
     which its activation pass has already consumed."""
     n_ops = ops.shape[0]
-    As = [_rows(ws, ops[q, C_IN], nb, ops[q, C_DIN]) for q in range(n_ops)]
-    Zs = [_rows(ws, ops[q, C_Z], nb, ops[q, C_DOUT]) for q in range(n_ops)]
-    Ys = [_rows(ws, ops[q, C_Y], nb, ops[q, C_DOUT]) for q in range(n_ops)]
-    # placeholders, set below for the ops the backward pass visits
-    gYs = [Z for Z in Zs]
-    dZs = [Z for Z in Zs]
-    gXs = [Z for Z in Zs]
+    Z = _rows(ws, ops[0, C_Z], nb, ops[0, C_DOUT])
+    As = [_rows(ws, ops[0, C_IN], nb, ops[0, C_DIN])]  # appended, see _params
+    Ys = [_rows(ws, ops[0, C_Y], nb, ops[0, C_DOUT])]
+    Zs = [Z]
+    gYs = [Z]  # placeholders, set below for the ops the backward pass visits
+    dZs = [Z]
+    gXs = [Z]
+    for q in range(1, n_ops):
+        Z = _rows(ws, ops[q, C_Z], nb, ops[q, C_DOUT])
+        As.append(_rows(ws, ops[q, C_IN], nb, ops[q, C_DIN]))
+        Ys.append(_rows(ws, ops[q, C_Y], nb, ops[q, C_DOUT]))
+        Zs.append(Z)
+        gYs.append(Z)
+        dZs.append(Z)
+        gXs.append(Z)
     G = (G0, G1)
     cur = 0
     for q in range(n_ops - 1, first_param - 1, -1):
@@ -275,7 +317,7 @@ def train_epoch_mid(data, state, net, bufs, loss, opt, steps):
         if ops[q, C_KIND] == OP_DENSE:
             first_param = q
             break
-    Ws, dWs, bs, dbs = _param_views(ops, theta, grad)
+    Ws, dWs, bs, dbs = _params(ops, theta, grad)
     WT = np.empty(WT_COPY_MAX, dtype=theta.dtype)
     nbv = min(batch_size, n - b_first * batch_size)
     views = _step_views(ws, G0, G1, ops, first_param, nbv)
