@@ -114,6 +114,9 @@ def test_rule_picks_loops_small_and_mid_wider(monkeypatch):
     m = _wide("numba", "float32", width=64)
     m.fit(np.zeros((40, 11)), y, batch_size=8, epochs=1, verbose=0)
     assert _has_mid_path(m), m.training_path
+    plan = m.backend.epoch_runner(m, m.loss, m.optimizer).plan
+    plan.macs_per_row = numba_mid.MID_MAX_MACS_PER_ROW + 1  # 1024-wide: NumPy's BLAS
+    assert numba_mid.choose_path(plan, 32) is None
     # a tanh layer of 64 x 32 elements a step: scalar libm in compiled code loses to
     # NumPy's SIMD tanh on the BLAS path
     m = fastnn.Sequential(

@@ -10,12 +10,13 @@ rule between them (``benchmarks/mid_width.py``, results in
 * hand loops while the Dense layers' multiply-adds per row are at most
   :data:`LOOPS_MAX_MACS_PER_ROW` (below that BLAS's fixed cost per call, ~0.3 us, is
   more than the loops' arithmetic);
-* the mid path above it, whenever Numba can call BLAS (SciPy importable) and no
-  sigmoid/tanh/softmax layer has more than :data:`TRANSCENDENTAL_MAX` elements a step.
-  It beat the Python-driven BLAS path at every relu shape measured, up to 1024-wide
-  layers: the same GEMMs, without the per-call Python overhead;
-* otherwise (no SciPy, or wide transcendental layers, which the BLAS path sends to
-  NumPy's SIMD loops) the backend's loops/BLAS rule (``handloop_limit``).
+* the mid path above it, up to :data:`MID_MAX_MACS_PER_ROW`, whenever Numba can call
+  BLAS (SciPy importable) and no sigmoid/tanh/softmax layer has more than
+  :data:`TRANSCENDENTAL_MAX` elements a step: the same GEMMs as the Python-driven BLAS
+  path, without its per-call Python overhead;
+* otherwise (no SciPy, 1024-wide layers, whose GEMMs pay NumPy's BLAS threads, or wide
+  transcendental layers, which the BLAS path sends to NumPy's SIMD loops) the backend's
+  loops/BLAS rule (``handloop_limit``).
 
 BLAS threads: a mid-path epoch runs its products on ONE thread (set through threadpoolctl
 for the epoch and restored after it). :data:`THREADS_MIN_MACS_PER_STEP` would give BLAS
@@ -32,6 +33,10 @@ import functools
 
 #: hand loops up to this many multiply-adds per row (sum of the Dense layers' d_in*d_out)
 LOOPS_MAX_MACS_PER_ROW = 300
+#: above this many multiply-adds per row (1024-wide layers) the Python-driven BLAS path,
+#: on NumPy's BLAS with every core, wins on an idle machine (11-1024-1024-1/32: 405 vs
+#: 666 ms an epoch; 784-1024-1024-10/256: 268 vs 497 ms); 512-wide layers tie
+MID_MAX_MACS_PER_ROW = 500_000
 #: above this many sigmoid/tanh/softmax elements in one layer's step, the mid path's
 #: scalar libm calls (~8 ns an element) lose to the BLAS path's NumPy SIMD passes
 #: (11-64-64-1 tanh at batch 32: 103 vs 74 us a step); the backend's own bar for NumPy
@@ -68,7 +73,7 @@ def choose_path(plan, batch_size: int) -> str | None:
     sends to NumPy's SIMD loops) and the backend's loops/BLAS rule decides."""
     if plan.macs_per_row <= LOOPS_MAX_MACS_PER_ROW:
         return "loops"
-    if not mid_available():
+    if not mid_available() or plan.macs_per_row > MID_MAX_MACS_PER_ROW:
         return None
     if transcendental_width(plan.ops_units) * batch_size > TRANSCENDENTAL_MAX:
         return None
