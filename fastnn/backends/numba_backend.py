@@ -37,8 +37,10 @@ products stay on NumPy's BLAS. What changes:
   a batch of 128 the crossover is a per-row constant (between 2080 and 3888 multiply-adds
   per row: 32- and 48-wide hidden layers on 32 inputs), and bigger batches amortise
   BLAS's overhead sooner (at 512 it lies between 784 and 2080). The rule picks the faster
-  path in every cell measured except ties. ``FASTNN_NUMBA_PATH=loops|blas`` forces one
-  path (benchmarks and tests); :func:`fastnn.backends.numba_epoch.choose_path` is the rule.
+  path in every cell measured except ties. Between them, a third copy ("mid", one compiled
+  call per epoch whose products are BLAS calls) now trains mid-width networks: see
+  :mod:`fastnn.backends.numba_mid`. ``FASTNN_NUMBA_PATH=loops|mid|blas`` forces one path
+  (benchmarks and tests); :func:`fastnn.backends.numba_epoch.choose_path` is the rule.
 
 Results agree with the NumPy backend to float rounding (same formulas, constants cast to
 the model dtype as NumPy does; only summation order differs). Dropout in the fused path

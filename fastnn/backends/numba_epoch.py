@@ -9,14 +9,17 @@ imports the model's classes: :func:`plan` turns the model's :class:`~fastnn.spec
 into kernel tables, and the optimizer hands over its state buffers, per-step scalars and
 step count through its :class:`~fastnn.spec.OptimizerSpec`.
 
-Two compiled copies, chosen per batch size by :func:`choose_path`:
+Three compiled copies, chosen per batch size by :func:`choose_path`:
 
 - ``loops``: every minibatch inside ONE compiled call, with hand-written loops, for
   small networks: the model's own compiled epoch (:mod:`.numba_compile` writes it);
+- ``mid``: also one compiled call per epoch, its products BLAS calls made from compiled
+  code (:mod:`fastnn.kernels.cpu_mid`), for mid widths (:mod:`.numba_mid` has the rule);
 - ``blas``: a Python loop over the minibatches in which each product is one NumPy/BLAS
   GEMM into a preallocated buffer and everything between products is one compiled pass.
 
-See :mod:`fastnn.backends.numba_backend` for the measured crossover.
+See :mod:`fastnn.backends.numba_mid` and :mod:`fastnn.backends.numba_backend` for the
+measured crossovers.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import ConfigError, ShapeError
+from . import numba_mid
 from .numba_compile import compiled_epoch
 from .numpy_backend import NumpyBackend
 
@@ -226,23 +230,28 @@ def hyper_vector(k, dt, opt) -> np.ndarray:
 
 # ------------------------------------------------------------------ which compiled copy
 def forced_path() -> str | None:
-    """``FASTNN_NUMBA_PATH`` (``loops`` or ``blas``), or None to let the rule choose."""
+    """``FASTNN_NUMBA_PATH`` (``loops``, ``mid`` or ``blas``), or None: the rule chooses."""
     forced = os.environ.get("FASTNN_NUMBA_PATH", "").strip().lower()
     if forced not in ("", *PATHS):
-        raise ConfigError(f"FASTNN_NUMBA_PATH must be 'loops' or 'blas', got {forced!r}")
+        raise ConfigError(f"FASTNN_NUMBA_PATH must be 'loops', 'mid' or 'blas', got {forced!r}")
     return forced or None
 
 
-def choose_path(macs_per_row: int, batch_size: int, forced: str | None = None) -> str:
-    """The compiled copy that trains this batch size: ``"loops"`` while the Dense layers'
-    multiply-adds per row fit :func:`handloop_limit`, else ``"blas"``; ``forced`` wins."""
+def choose_path(plan, batch_size: int, forced: str | None = None) -> str:
+    """The compiled copy that trains this batch size; ``forced`` wins. The measured rule
+    of :func:`fastnn.backends.numba_mid.choose_path` (hand loops for small networks, the
+    mid path above them) first; where it does not decide, ``"loops"`` while the Dense
+    layers' multiply-adds per row fit :func:`handloop_limit`, else ``"blas"``."""
     if forced is not None:
         return forced
-    return "loops" if macs_per_row <= handloop_limit(batch_size) else "blas"
+    path = numba_mid.choose_path(plan, batch_size)
+    if path is not None:
+        return path
+    return "loops" if plan.macs_per_row <= handloop_limit(batch_size) else "blas"
 
 
 #: the compiled copies by name: each trains batches ``b0 .. b1-1`` of :class:`EpochArgs`
-PATHS = ("loops", "blas")
+PATHS = ("loops", "mid", "blas")
 
 
 class EpochArgs(NamedTuple):
@@ -296,10 +305,13 @@ class EpochRunner:
         p = self.plan
         loops = "hand loops, one compiled call per epoch"
         blas = "BLAS products + compiled elementwise passes"
+        mid = "BLAS products called from one compiled call per epoch"
         if batch_size is not None or self.forced is not None:
-            path = choose_path(p.macs_per_row, batch_size or 1, self.forced)
-            how = loops if path == "loops" else blas
-        else:  # before the first epoch: the rule, for any batch size
+            path = choose_path(p, batch_size or 1, self.forced)
+            how = {"loops": loops, "mid": mid}.get(path, blas)
+        elif numba_mid.choose_path(p, 32) == "mid":  # before the first epoch: batch 32
+            how = mid
+        else:  # before the first epoch: the loops/BLAS rule, for any batch size
             macs = max(p.macs_per_row, 1)
             b_max = int(HANDLOOP_BATCH_KNEE * (HANDLOOP_MAX_MACS_PER_ROW / macs) ** 2)
             if macs > HANDLOOP_MAX_MACS_PER_ROW:
@@ -382,7 +394,7 @@ class EpochRunner:
         out = np.empty((n, p.k_out), dtype=dt)
         n_batches = -(-n // batch_size)
         lr_ts, eps_ts = (a.astype(dt) for a in opt.step_scalars(n_batches))
-        train = getattr(self, "_run_" + choose_path(p.macs_per_row, batch_size, self.forced))
+        train = getattr(self, "_run_" + choose_path(p, batch_size, self.forced))
         self.description = self._describe(batch_size)
         # chunks of batches, so the dropout uniforms of one call stay bounded
         per_batch_u = batch_size * p.dropout_width
@@ -402,6 +414,11 @@ class EpochRunner:
             total += train(args)
         opt.advance(n_batches)
         return total, out
+
+    def _run_mid(self, a: EpochArgs):
+        """The whole epoch in one compiled call whose products are BLAS calls
+        (:func:`fastnn.kernels.cpu_mid.train_epoch_mid`)."""
+        return numba_mid.run_mid(self, *a)
 
     def _run_loops(self, a: EpochArgs):
         """The whole epoch in one compiled call: the model's own compiled copy of the

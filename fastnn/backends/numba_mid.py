@@ -1,0 +1,122 @@
+"""The Numba backend's mid-width fused epoch: when it runs, with how many BLAS threads,
+and the call into :func:`fastnn.kernels.cpu_mid.train_epoch_mid`.
+
+Three compiled training paths share one plan (``numba_epoch.plan``): hand loops (small
+networks), this "mid" path (one compiled call per epoch, products through BLAS called
+from compiled code) and the Python-driven BLAS path. :func:`choose_path` is the measured
+rule between them (``benchmarks/mid_width.py``, results in
+``benchmarks/results/mid_width.md``):
+
+* hand loops while the Dense layers' multiply-adds per row are at most
+  :data:`LOOPS_MAX_MACS_PER_ROW` (below that BLAS's fixed cost per call, ~0.3 us, is
+  more than the loops' arithmetic);
+* the mid path above it, up to :data:`MID_MAX_MACS_PER_ROW`, whenever Numba can call
+  BLAS (SciPy importable) and no sigmoid/tanh/softmax layer has more than
+  :data:`TRANSCENDENTAL_MAX` elements a step: the same GEMMs as the Python-driven BLAS
+  path, without its per-call Python overhead;
+* otherwise (no SciPy, 1024-wide layers, whose GEMMs pay NumPy's BLAS threads, or wide
+  transcendental layers, which the BLAS path sends to NumPy's SIMD loops) the backend's
+  loops/BLAS rule (``handloop_limit``).
+
+BLAS threads: a mid-path epoch runs its products on ONE thread (set through threadpoolctl
+for the epoch and restored after it). :data:`THREADS_MIN_MACS_PER_STEP` would give BLAS
+every core from that many multiply-adds a step, but no cell measured on the 2-core
+reference machine (shared with other jobs) was faster with a second BLAS thread: it
+spin-waits for a core a neighbour holds, and the mid path's products are small. An idle
+machine with more cores may pay off threads for wide layers: re-measure there
+(``benchmarks/mid_width.py``, column ``mid``) before setting it.
+"""
+
+from __future__ import annotations
+
+import functools
+
+#: hand loops up to this many multiply-adds per row (sum of the Dense layers' d_in*d_out)
+LOOPS_MAX_MACS_PER_ROW = 300
+#: above this many multiply-adds per row (1024-wide layers) the Python-driven BLAS path,
+#: on NumPy's BLAS with every core, wins on an idle machine (11-1024-1024-1/32: 405 vs
+#: 666 ms an epoch; 784-1024-1024-10/256: 268 vs 497 ms); 512-wide layers tie
+MID_MAX_MACS_PER_ROW = 500_000
+#: above this many sigmoid/tanh/softmax elements in one layer's step, the mid path's
+#: scalar libm calls (~8 ns an element) lose to the BLAS path's NumPy SIMD passes
+#: (11-64-64-1 tanh at batch 32: 103 vs 74 us a step); the backend's own bar for NumPy
+TRANSCENDENTAL_MAX = 1024
+#: BLAS gets every core when a step has at least this many multiply-adds (None: never,
+#: as measured; see the module docstring)
+THREADS_MIN_MACS_PER_STEP: int | None = None
+
+
+@functools.lru_cache(maxsize=1)
+def mid_available() -> bool:
+    """True when Numba can call BLAS from compiled code (it needs SciPy)."""
+    try:
+        import scipy.linalg.cython_blas  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def transcendental_width(ops) -> int:
+    """The widest op of the plan's int table ``ops`` whose activation is a transcendental
+    (sigmoid, tanh, softmax): compiled code computes those with scalar libm calls."""
+    from ..kernels import cpu
+
+    codes = (cpu.SIGMOID, cpu.TANH, cpu.SOFTMAX)
+    widths = [int(r[cpu.C_DOUT]) for r in ops if int(r[cpu.C_ACT]) in codes]
+    return max(widths, default=0)
+
+
+def choose_path(plan, batch_size: int) -> str | None:
+    """``"loops"`` or ``"mid"`` for ``plan`` (the backend's ``_Plan``) at this batch
+    size, or None where the mid path does not pay (no SciPy, or a sigmoid/tanh/softmax
+    layer of more than :data:`TRANSCENDENTAL_MAX` elements a step, which the BLAS path
+    sends to NumPy's SIMD loops) and the backend's loops/BLAS rule decides."""
+    if plan.macs_per_row <= LOOPS_MAX_MACS_PER_ROW:
+        return "loops"
+    if not mid_available() or plan.macs_per_row > MID_MAX_MACS_PER_ROW:
+        return None
+    if transcendental_width(plan.ops_units) * batch_size > TRANSCENDENTAL_MAX:
+        return None
+    return "mid"
+
+
+def blas_threads(macs_per_row: int, batch_size: int) -> int | None:
+    """BLAS threads for a mid-path epoch: 1, or None (BLAS's own default: every core)."""
+    bar = THREADS_MIN_MACS_PER_STEP
+    return None if bar is not None and batch_size * macs_per_row >= bar else 1
+
+
+@functools.lru_cache(maxsize=1)
+def _controller():
+    """threadpoolctl's controller of the loaded BLAS libraries (None without it)."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
+    mid_available()  # SciPy's BLAS loaded first, so the controller sees it
+    return ThreadpoolController().select(user_api="blas")
+
+
+def run_mid(runner, *args):
+    """Train batches ``b0 .. b1-1`` on the mid path and return the loss sum; ``args`` are
+    the runner's ``_run_loops``'s: ``X, yf, yi, w, has_w, out, theta, grad, s1, s2, U,
+    lc, hp, lr_ts, eps_ts, batch_size, b0, b1``."""
+    from ..kernels import cpu_mid
+
+    p = runner.plan
+    data, state, (U, lc, hp, lr_ts, eps_ts), steps = args[:6], args[6:10], args[10:15], args[15:]
+    threads = blas_threads(p.macs_per_row, steps[0])
+    kernel_args = (
+        data,
+        state,
+        (runner.ops, p.opf),
+        (runner.ws, runner.G0, runner.G1, U),
+        (p.loss_code, p.sparse, lc),
+        (p.opt_code, hp, lr_ts, eps_ts),
+        steps,
+    )
+    ctl = _controller() if threads is not None else None
+    if ctl is None:
+        return cpu_mid.train_epoch_mid(*kernel_args)
+    with ctl.limit(limits=threads):
+        return cpu_mid.train_epoch_mid(*kernel_args)
