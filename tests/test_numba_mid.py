@@ -54,9 +54,9 @@ def test_mid_epoch_without_natural_head(mid, loss):
 
 def test_mid_epoch_dropout_and_class_weight(mid, monkeypatch):
     # dropout uniforms in the per-layer path's order, also across the chunks of an epoch
-    from fastnn.backends import numba_backend
+    from fastnn.backends import numba_epoch
 
-    monkeypatch.setattr(numba_backend, "_MAX_UNIFORMS", 300)
+    monkeypatch.setattr(numba_epoch, "_MAX_UNIFORMS", 300)
     pair = _train_pair(
         "binary_crossentropy", "adam", "float64", dropout=0.3, class_weight={0: 0.5, 1: 2.0}
     )

@@ -305,7 +305,7 @@ class EpochRunner:
         p = self.plan
         loops = "hand loops, one compiled call per epoch"
         blas = "BLAS products + compiled elementwise passes"
-        mid = "BLAS products called from one compiled call per epoch"
+        mid = "BLAS products inside one compiled call per epoch"
         if batch_size is not None or self.forced is not None:
             path = choose_path(p, batch_size or 1, self.forced)
             how = {"loops": loops, "mid": mid}.get(path, blas)
