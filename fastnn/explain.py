@@ -351,6 +351,19 @@ def bootstrap_ci(metric, y, p, n: int = 1000, seed=0, alpha: float = 0.05) -> tu
 
     Resamples where the metric is undefined (one class only, for ROC AUC) are skipped.
     """
+    y, P = _check_bootstrap(y, p, n, alpha)
+    draws = _resample_rows(len(y), int(n), seed)
+    if callable(metric):
+        stats = np.array([metric(y[rows], P[rows]) for rows in draws], dtype=np.float64)
+        return _interval(stats, alpha)
+    name = _ALIASES.get(metric, metric)
+    if name not in _VECTORISED:
+        names = ", ".join(sorted(_VECTORISED))
+        raise ConfigError(f"unknown metric {metric!r} for bootstrap_ci; choose one of {names}")
+    return _interval(_VECTORISED[name](_counts(draws, len(y)), y, P), alpha)
+
+
+def _check_bootstrap(y, p, n, alpha):
     y = np.asarray(y, dtype=np.float64).reshape(-1)
     P = np.asarray(p)
     if len(P) != len(y) or len(y) < 2:
@@ -359,15 +372,11 @@ def bootstrap_ci(metric, y, p, n: int = 1000, seed=0, alpha: float = 0.05) -> tu
         raise ConfigError(f"alpha must be in (0, 1), got {alpha}")
     if int(n) < 1:
         raise ConfigError(f"n must be >= 1 resample, got {n}")
-    draws = _resample_rows(len(y), int(n), seed)
-    if callable(metric):
-        stats = np.array([metric(y[rows], P[rows]) for rows in draws], dtype=np.float64)
-    else:
-        name = _ALIASES.get(metric, metric)
-        if name not in _VECTORISED:
-            names = ", ".join(sorted(_VECTORISED))
-            raise ConfigError(f"unknown metric {metric!r} for bootstrap_ci; choose one of {names}")
-        stats = _VECTORISED[name](_counts(draws, len(y)), y, P)
+    return y, P
+
+
+def _interval(stats, alpha) -> tuple:
+    """The percentile interval of the finite ``stats`` ((nan, nan) when none is)."""
     stats = np.asarray(stats, dtype=np.float64)
     stats = stats[np.isfinite(stats)]
     if stats.size == 0:
@@ -381,14 +390,19 @@ def add_intervals(
 ) -> dict:
     """Add ``<metric>_ci: [lo, hi]`` to ``metrics`` (e.g. metrics.json's ``test`` dict)
     for each key it holds that :func:`bootstrap_ci` knows: ``auc``, ``accuracy``, ``r2``,
-    ``mae``, ``rmse``, ``mse``, ``log_loss``, ``f1_macro``, and ``loss`` (as log loss) for a classifier; returns
-    ``metrics``. Every interval uses the same resamples (same ``seed``)."""
+    ``mae``, ``rmse``, ``mse``, ``log_loss``, ``f1_macro``, and ``loss`` (as log loss)
+    for a classifier; returns ``metrics``. Every interval uses the same resamples (drawn
+    once from ``seed``: each equals :func:`bootstrap_ci` with that seed)."""
+    y, P = _check_bootstrap(y, p, n, alpha)
+    W = None
     for key in list(metrics):
         name = _ALIASES.get(key, key)
         if key == "loss" and task == "regression":  # mse, mae or huber: not known here
             continue
         if name in _VECTORISED and isinstance(metrics[key], (int, float)):
-            metrics[f"{key}_ci"] = list(bootstrap_ci(name, y, p, n=n, seed=seed, alpha=alpha))
+            if W is None:
+                W = _counts(_resample_rows(len(y), int(n), seed), len(y))
+            metrics[f"{key}_ci"] = list(_interval(_VECTORISED[name](W, y, P), alpha))
     return metrics
 
 
