@@ -140,6 +140,48 @@ def _hidden_text(hidden) -> str:
     return ",".join(map(str, hidden)) or "none"
 
 
+# options `fastnn train` and `fastnn tune` share (each call makes a new option)
+_TARGET = click.option("--target", "-t", help="Target column. Required with a file.")
+_DROP = click.option(
+    "--drop", multiple=True, metavar="COL", help="Column to ignore; repeat it or list COL1,COL2."
+)
+_MISSING = click.option(
+    "--missing",
+    default="error",
+    show_default=True,
+    type=click.Choice(["error", "drop", "mean"]),
+    help="Missing or non-numeric cells: fail, drop those rows, or use the training mean. "
+    "Rows with a blank target are dropped only with 'drop'.",
+)
+
+
+def _test_size(help):
+    return click.option(
+        "--test-size",
+        default=0.2,
+        show_default=True,
+        type=click.FloatRange(0, 1, min_open=True, max_open=True),
+        help=help,
+    )
+
+
+def _seed(help):
+    return click.option(
+        "--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1), help=help
+    )
+
+
+def _count(name, default, least, help):
+    """An integer option with a default and a lower bound."""
+    return click.option(
+        name, default=default, show_default=True, type=click.IntRange(min=least), help=help
+    )
+
+
+def _backend(help):
+    return click.option("--backend", default=None, metavar="NAME", help=help)
+
+
 # --------------------------------------------------------------------------- train
 _TRAIN_HELP = f"""Train a model on a CSV or Parquet file (default: the bundled bank-churn data).
 
@@ -359,10 +401,8 @@ def _explain(model, prep, test_rows, repeats, seed, out_dir) -> list[str]:
 
 @main.command(context_settings=_CONTEXT, help=_TRAIN_HELP)
 @click.argument("csv", required=False, metavar="[FILE]")
-@click.option("--target", "-t", help="Target column. Required with a file.")
-@click.option(
-    "--drop", multiple=True, metavar="COL", help="Column to ignore; repeat it or list COL1,COL2."
-)
+@_TARGET
+@_DROP
 @_choice("--task", TASK_NAMES, "Override the task guessed from the target.")
 @click.option(
     "--hidden",
@@ -415,34 +455,10 @@ def _explain(model, prep, test_rows, repeats, seed, out_dir) -> list[str]:
     help=f"Stop after N epochs without a better val_loss and keep the best epoch's "
     f"weights; 0: never stop early. [default: {CSV.patience}; tutorial 0]",
 )
-@click.option(
-    "--test-size",
-    default=0.2,
-    show_default=True,
-    type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    help="Fraction of rows held out for testing.",
-)
-@click.option(
-    "--seed",
-    default=0,
-    show_default=True,
-    type=click.IntRange(0, 2**32 - 1),
-    help="Seeds the split, the initial weights and the batch order.",
-)
-@click.option(
-    "--backend",
-    default=None,
-    metavar="NAME",
-    help="numpy, numba, cupy or auto (default: $FASTNN_BACKEND, else auto).",
-)
-@click.option(
-    "--missing",
-    default="error",
-    show_default=True,
-    type=click.Choice(["error", "drop", "mean"]),
-    help="Missing or non-numeric cells: fail, drop those rows, or use the training mean. "
-    "Rows with a blank target are dropped only with 'drop'.",
-)
+@_test_size("Fraction of rows held out for testing.")
+@_seed("Seeds the split, the initial weights and the batch order.")
+@_backend("numpy, numba, cupy or auto (default: $FASTNN_BACKEND, else auto).")
+@_MISSING
 @click.option(
     "--out",
     "out_dir",
@@ -456,13 +472,7 @@ def _explain(model, prep, test_rows, repeats, seed, out_dir) -> list[str]:
     help="Permutation importance of each input column on the test rows (printed; with "
     "--out also importance.json and importance.png).",
 )
-@click.option(
-    "--explain-repeats",
-    default=5,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Shuffles per column for --explain (seeded by --seed).",
-)
+@_count("--explain-repeats", 5, 1, "Shuffles per column for --explain (seeded by --seed).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar; print only the results.")
 @guard_command("out_dir")
 def train(
@@ -798,71 +808,37 @@ def bench_command(**options):
 # --------------------------------------------------------------------------- tune
 @main.command("tune", context_settings=_CONTEXT)
 @click.argument("csv", required=False, metavar="[FILE]")
-@click.option("--target", "-t", help="Target column. Required with a file.")
-@click.option("--drop", multiple=True, metavar="COL", help="Column to ignore; repeat or COL1,COL2.")
+@_TARGET
+@_DROP
 @_choice("--task", TASK_NAMES, "Override the task guessed from the target.")
-@click.option(
-    "--trials",
-    default=20,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Trials this process runs (with --storage: adds to the study).",
-)
-@click.option(
-    "--folds",
-    default=5,
-    show_default=True,
-    type=click.IntRange(min=2),
-    help="Cross-validation folds.",
-)
+@_count("--trials", 20, 1, "Trials this process runs (with --storage: adds to the study).")
+@_count("--folds", 5, 2, "Cross-validation folds.")
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
     metavar="S",
     help="Start no trial after S seconds.",
 )
-@click.option(
-    "--jobs",
-    default=0,
-    show_default=True,
-    type=click.IntRange(min=0),
-    help="Worker processes (0: every core).",
-)
+@_count("--jobs", 0, 0, "Worker processes (0: every core).")
 @click.option(
     "--storage", metavar="URL", help="Optuna storage shared by processes, e.g. sqlite:///study.db."
 )
 @click.option("--study", "study_name", metavar="NAME", help="Study name in --storage.")
-@click.option(
-    "--test-size",
-    default=0.2,
-    show_default=True,
-    type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    help="Rows held out for the final test (never seen by the search).",
-)
+@_test_size("Rows held out for the final test (never seen by the search).")
 @click.option(
     "--epochs",
     type=click.IntRange(min=1),
-    help="Most epochs per fold; early stopping picks fewer (default: 100 for the bundled data).",
+    help=f"Most epochs per fold; early stopping picks fewer. [default: {TUTORIAL.epochs}; "
+    f"with a file {CSV.epochs}]",
 )
 @click.option(
-    "--patience", type=click.IntRange(min=1), help="Early-stopping patience (default: 10)."
+    "--patience",
+    type=click.IntRange(min=1),
+    help=f"Early-stopping patience. [default: 10; with a file {CSV.patience}]",
 )
-@click.option(
-    "--seed",
-    default=0,
-    show_default=True,
-    type=click.IntRange(0, 2**32 - 1),
-    help="Seeds the test split, the folds, the sampler and every training.",
-)
-@click.option(
-    "--backend",
-    default=None,
-    metavar="NAME",
-    help="numpy or numba (default: the CPU one auto picks).",
-)
-@click.option(
-    "--missing", default="error", show_default=True, type=click.Choice(["error", "drop", "mean"])
-)
+@_seed("Seeds the test split, the folds, the sampler and every training.")
+@_backend("numpy or numba (default: the CPU one auto picks).")
+@_MISSING
 @click.option(
     "--out", "out_dir", metavar="DIR", help="Write tune.json, tune.png and the refit model here."
 )
@@ -1022,13 +998,7 @@ def _run_test_rows(model_path, prep):
 @main.command("explain", context_settings=_CONTEXT)
 @click.argument("model_path", metavar="MODEL")
 @click.argument("data_path", metavar="[DATA]", required=False)
-@click.option(
-    "--repeats",
-    default=5,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Shuffles per column.",
-)
+@_count("--repeats", 5, 1, "Shuffles per column.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1))
 @click.option(
     "--out", "out_dir", metavar="DIR", help="Folder for importance.json/png (default: MODEL's)."

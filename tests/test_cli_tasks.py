@@ -55,12 +55,16 @@ def tables(tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope="module")
-def multi_run(tables, tmp_path_factory):
-    out = tmp_path_factory.mktemp("multi")
-    res = run("train", tables, "--target", "kind", "--drop", "price", *FAST, "--out", out)
+def _train_run(tables, tmp_path_factory, name, *args):
+    out = tmp_path_factory.mktemp(name)
+    res = run("train", tables, *args, *FAST, "--out", out)
     assert res.exit_code == 0, res.stderr
     return out
+
+
+@pytest.fixture(scope="module")
+def multi_run(tables, tmp_path_factory):
+    return _train_run(tables, tmp_path_factory, "multi", "--target", "kind", "--drop", "price")
 
 
 @pytest.fixture(scope="module")
@@ -304,10 +308,9 @@ INTERVALS = {
 
 @pytest.fixture(scope="module")
 def binary_run(tables, tmp_path_factory):
-    out = tmp_path_factory.mktemp("binary")
-    res = run("train", tables, "--target", "color", "--drop", "kind,price", *FAST, "--out", out)
-    assert res.exit_code == 0, res.stderr
-    return out
+    return _train_run(
+        tables, tmp_path_factory, "binary", "--target", "color", "--drop", "kind,price"
+    )
 
 
 @pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
