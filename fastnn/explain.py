@@ -28,6 +28,7 @@ import os
 import numpy as np
 
 from .errors import ConfigError, ShapeError
+from .report import format_ci  # noqa: F401  (public here too: fastnn.explain.format_ci)
 
 #: rows of shuffled copies scored per predict call
 _CHUNK_ROWS = 1 << 18
@@ -404,11 +405,3 @@ def add_intervals(
                 W = _counts(_resample_rows(len(y), int(n), seed), len(y))
             metrics[f"{key}_ci"] = list(_interval(_VECTORISED[name](W, y, P), alpha))
     return metrics
-
-
-def format_ci(label: str, value: float, ci, digits: int = 3, spec: str | None = None) -> str:
-    """``ROC AUC 0.868 (0.846-0.889)``; ``spec`` (e.g. ".4g") replaces the fixed
-    ``digits`` decimals, for numbers in a target's own units."""
-    spec = spec or f".{digits}f"
-    lo, hi = ci
-    return f"{label} {value:{spec}} ({lo:{spec}}-{hi:{spec}})"

@@ -35,6 +35,14 @@ def write_json(path, data) -> None:
     atomic_write_bytes(path, (json.dumps(json_safe(data), indent=2) + "\n").encode("utf-8"))
 
 
+def format_ci(label: str, value: float, ci, digits: int = 3, spec: str | None = None) -> str:
+    """``ROC AUC 0.868 (0.846-0.889)``; ``spec`` (e.g. ".4g") replaces the fixed
+    ``digits`` decimals, for numbers in a target's own units."""
+    spec = spec or f".{digits}f"
+    lo, hi = ci
+    return f"{label} {value:{spec}} ({lo:{spec}}-{hi:{spec}})"
+
+
 def fmt_matrix(C, labels) -> str:
     """A confusion matrix as text, rows and columns labelled with the class names."""
     names = [str(x) for x in labels]
@@ -126,8 +134,6 @@ _RESULT_FIELDS = {
 def _result_field(test: dict, key: str, label: str, spec: str) -> str:
     """``ROC AUC 0.868 (0.846-0.889)`` with an interval (3 decimals, or 4 significant
     digits in the target's units), ``ROC AUC 0.8684`` without one."""
-    from .explain import format_ci
-
     value, ci = test[key], test.get(f"{key}_ci")
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return f"{label} n/a"
