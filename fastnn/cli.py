@@ -18,7 +18,7 @@ import click
 from .defaults import CSV, OPTIMIZER_NAMES, REGRESSION_LOSSES, TASK_NAMES, TUTORIAL
 from .errors import ConfigError, DataError, FastnnError
 from .io import atomic_write_bytes
-from .runguard import StopOnInterrupt, active_interrupt, guard_command
+from .runguard import OutputFolder, StopOnInterrupt, active_interrupt, guard_command
 
 #: the tutorial network: two hidden layers of 6 units
 DEFAULT_HIDDEN = ",".join(map(str, TUTORIAL.hidden))
@@ -141,6 +141,48 @@ def _hidden_text(hidden) -> str:
     return ",".join(map(str, hidden)) or "none"
 
 
+# options `fastnn train` and `fastnn tune` share (each call makes a new option)
+_TARGET = click.option("--target", "-t", help="Target column. Required with a file.")
+_DROP = click.option(
+    "--drop", multiple=True, metavar="COL", help="Column to ignore; repeat it or list COL1,COL2."
+)
+_MISSING = click.option(
+    "--missing",
+    default="error",
+    show_default=True,
+    type=click.Choice(["error", "drop", "mean"]),
+    help="Missing or non-numeric cells: fail, drop those rows, or use the training mean. "
+    "Rows with a blank target are dropped only with 'drop'.",
+)
+
+
+def _test_size(help):
+    return click.option(
+        "--test-size",
+        default=0.2,
+        show_default=True,
+        type=click.FloatRange(0, 1, min_open=True, max_open=True),
+        help=help,
+    )
+
+
+def _seed(help):
+    return click.option(
+        "--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1), help=help
+    )
+
+
+def _count(name, default, least, help):
+    """An integer option with a default and a lower bound."""
+    return click.option(
+        name, default=default, show_default=True, type=click.IntRange(min=least), help=help
+    )
+
+
+def _backend(help):
+    return click.option("--backend", default=None, metavar="NAME", help=help)
+
+
 # --------------------------------------------------------------------------- train
 _TRAIN_HELP = f"""Train a model on a CSV or Parquet file (default: the bundled bank-churn data).
 
@@ -179,19 +221,6 @@ def _resolve_settings(csv, given: dict):
             "--validation-split F (e.g. 0.15)"
         )
     return settings
-
-
-def _prepare_out_dir(out_dir) -> None:
-    if out_dir is None:  # checked before training, so a bad --out fails at once
-        return
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise ConfigError(f"--out {out_dir!r} exists and is not a folder")
-    try:
-        os.makedirs(out_dir, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot create the --out folder {out_dir!r}: {exc.strerror or exc}"
-        ) from None
 
 
 def _load_training_table(csv, target, drop):
@@ -322,12 +351,59 @@ def _write_run(out_dir, model, prep, history, results, info) -> list[str]:
     return ["model.safetensors", "metrics.json", *files]
 
 
+def _evaluate_run(model, prep, rows, seed) -> dict:
+    """metrics.json's train and test parts (the test metrics with 95% bootstrap
+    intervals), printed; for regression also the test rows' actual and predicted values
+    in the target's units (``test_pred``, for predicted.png)."""
+    from . import report, tasks
+
+    (X_tr, y_tr), (X_te, y_te) = rows
+    results = {
+        "train": tasks.evaluate(model, prep, X_tr, y_tr),
+        "test": tasks.evaluate(model, prep, X_te, y_te, intervals=True, seed=seed),
+    }
+    for line in report.result_lines(prep, results["test"]):
+        click.echo(line)
+    if prep.task == "regression":
+        results["test_pred"] = (
+            prep.inverse_target(y_te),
+            prep.inverse_target(model.predict(X_te)[:, 0]),
+        )
+    return results
+
+
+def _run_info(model, history, seconds, settings: dict) -> dict:
+    """The run facts metrics.json holds beside the metrics."""
+    return {
+        "backend": model.backend.name,
+        "training_path": model.training_path,
+        "train_seconds": seconds,
+        "epochs": len(history.epoch),
+        "best_epoch": getattr(history, "best_epoch", None),
+        "stopped": getattr(history, "stop_reason", None),
+        "settings": settings,
+    }
+
+
+def _explain(model, prep, test_rows, repeats, seed, out_dir) -> list[str]:
+    """``--explain``: permutation importance on the test rows, printed (top 10) and,
+    with ``out_dir``, written; returns the file names written."""
+    from .explain import explain_to, format_importance
+
+    X, y = test_rows
+    result = explain_to(out_dir, model, prep, X, y, n_repeats=repeats, seed=seed)
+    click.echo(
+        f"permutation importance on the {len(y):,} test rows ({repeats} repeats): drop in "
+        f"{result['metric']} (without shuffling {result['baseline']:.4f}) when a column is shuffled"
+    )
+    click.echo(format_importance(result, top=10))
+    return [] if out_dir is None else ["importance.json", "importance.png"]
+
+
 @main.command(context_settings=_CONTEXT, help=_TRAIN_HELP)
 @click.argument("csv", required=False, metavar="[FILE]")
-@click.option("--target", "-t", help="Target column. Required with a file.")
-@click.option(
-    "--drop", multiple=True, metavar="COL", help="Column to ignore; repeat it or list COL1,COL2."
-)
+@_TARGET
+@_DROP
 @_choice("--task", TASK_NAMES, "Override the task guessed from the target.")
 @click.option(
     "--hidden",
@@ -380,34 +456,10 @@ def _write_run(out_dir, model, prep, history, results, info) -> list[str]:
     help=f"Stop after N epochs without a better val_loss and keep the best epoch's "
     f"weights; 0: never stop early. [default: {CSV.patience}; tutorial 0]",
 )
-@click.option(
-    "--test-size",
-    default=0.2,
-    show_default=True,
-    type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    help="Fraction of rows held out for testing.",
-)
-@click.option(
-    "--seed",
-    default=0,
-    show_default=True,
-    type=click.IntRange(0, 2**32 - 1),
-    help="Seeds the split, the initial weights and the batch order.",
-)
-@click.option(
-    "--backend",
-    default=None,
-    metavar="NAME",
-    help="numpy, numba, cupy or auto (default: $FASTNN_BACKEND, else auto).",
-)
-@click.option(
-    "--missing",
-    default="error",
-    show_default=True,
-    type=click.Choice(["error", "drop", "mean"]),
-    help="Missing or non-numeric cells: fail, drop those rows, or use the training mean. "
-    "Rows with a blank target are dropped only with 'drop'.",
-)
+@_test_size("Fraction of rows held out for testing.")
+@_seed("Seeds the split, the initial weights and the batch order.")
+@_backend("numpy, numba, cupy or auto (default: $FASTNN_BACKEND, else auto).")
+@_MISSING
 @click.option(
     "--out",
     "out_dir",
@@ -415,6 +467,13 @@ def _write_run(out_dir, model, prep, history, results, info) -> list[str]:
     help="Write model.safetensors, metrics.json, history.json, history.png "
     "(and predicted.png for regression) here.",
 )
+@click.option(
+    "--explain",
+    is_flag=True,
+    help="Permutation importance of each input column on the test rows (printed; with "
+    "--out also importance.json and importance.png).",
+)
+@_count("--explain-repeats", 5, 1, "Shuffles per column for --explain (seeded by --seed).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar; print only the results.")
 @guard_command("out_dir")
 def train(
@@ -429,6 +488,8 @@ def train(
     backend,
     missing,
     out_dir,
+    explain,
+    explain_repeats,
     quiet,
     **given,
 ):
@@ -452,26 +513,16 @@ def train(
     )
     say(report.network_line(model, prep, settings))
     history, seconds = _fit(say, model, X_tr, y_tr, settings, weights, seed, quiet)
-    results = {
-        "train": tasks.evaluate(model, prep, X_tr, y_tr),
-        "test": tasks.evaluate(model, prep, X_te, y_te),
-    }
-    for line in report.result_lines(prep, results["test"]):
-        click.echo(line)
+    results = _evaluate_run(model, prep, ((X_tr, y_tr), (X_te, y_te)), seed)
+    written = []
+    if explain:
+        written = _explain(model, prep, (X_te, y_te), explain_repeats, seed, out_dir)
     if out_dir is not None:
-        if prep.task == "regression":
-            results["test_pred"] = (
-                prep.inverse_target(y_te),
-                prep.inverse_target(model.predict(X_te)[:, 0]),
-            )
-        info = {
-            "backend": model.backend.name,
-            "training_path": model.training_path,
-            "train_seconds": seconds,
-            "epochs": len(history.epoch),
-            "best_epoch": history.best_epoch,
-            "stopped": history.stop_reason,
-            "settings": {
+        info = _run_info(
+            model,
+            history,
+            seconds,
+            {
                 "csv": csv,
                 **settings.to_dict(),
                 "task": task,
@@ -482,9 +533,9 @@ def train(
                 "missing": missing,
                 "drop": drop_cols,
             },
-        }
+        )
         files = _write_run(out_dir, model, prep, history, results, info)
-        say(f"wrote {out_dir}/: {', '.join(files)}")
+        say(f"wrote {out_dir}/: {', '.join(files + written)}")
     if active_interrupt().requested:
         return 130
 
@@ -780,177 +831,49 @@ def bench_command(**options):
 
 
 # --------------------------------------------------------------------------- tune
-def _make_out_dir(out_dir) -> None:
-    """Create --out (before any work, so a bad folder fails at once)."""
-    if out_dir is None:
-        return
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise ConfigError(f"--out {out_dir!r} exists and is not a folder")
-    try:
-        os.makedirs(out_dir, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot create the --out folder {out_dir!r}: {exc.strerror or exc}"
-        ) from None
-
-
-def _split_data(csv, target, drop, missing, test_size, seed):
-    """The data path of `fastnn train`: the CSV (or the bundled churn data), the
-    Preprocessor fitted on every row's kinds and the training rows' statistics, and the
-    train/test split. The task comes from the Preprocessor where it has one."""
-    from types import SimpleNamespace
-
-    from . import data
-
-    if csv is None:
-        df = data.load_churn()
-        target = target or data.CHURN_TARGET
-        drop_cols = _split_drop(drop, df.columns) if drop else list(data.CHURN_DROP)
-    else:
-        df = data.read_csv(csv)
-        if not target:
-            raise click.UsageError(
-                f"--target is required with a CSV; columns are: {', '.join(map(str, df.columns))}"
-            )
-        drop_cols = _split_drop(drop, df.columns)
-    prep = data.Preprocessor(target=target, drop=drop_cols, missing=missing)
-    train_idx, test_idx = data.split_indices(len(df), test_size, seed)
-    prep.fit(df, train_rows=train_idx)
-    X_tr, y_tr = prep.transform(df.iloc[train_idx])
-    X_te, y_te = prep.transform(df.iloc[test_idx])
-    if len(y_te) == 0:
-        raise FastnnError("no test rows are left after dropping rows with missing cells")
-    task = getattr(prep, "task", None) or "binary"
-    n_out = getattr(prep, "n_outputs", None) or (len(prep.classes_) if task == "multiclass" else 1)
-    source = df.attrs.get(data.loading.ATTR_SOURCE, csv)
-    return SimpleNamespace(
-        df=df,
-        source=source,
-        target=target,
-        drop=drop_cols,
-        prep=prep,
-        task=task,
-        n_outputs=n_out,
-        X_tr=X_tr,
-        y_tr=y_tr,
-        X_te=X_te,
-        y_te=y_te,
-    )
-
-
-def _evaluate_split(model, d, seed) -> dict:
-    """metrics.json's train and test parts, as `fastnn train` writes them, with 95%
-    bootstrap intervals on the test metrics."""
-    import numpy as np
-
-    from .explain import add_intervals
-    from .metrics import confusion_matrix, roc_auc
-    from .tune import score
-
-    train = {**model.evaluate(d.X_tr, d.y_tr), "rows": len(d.y_tr)}
-    test = {**model.evaluate(d.X_te, d.y_te), "rows": len(d.y_te)}
-    P = model.predict(d.X_te)
-    if d.task == "binary":
-        test["auc"] = roc_auc(d.y_te, P[:, 0])
-    elif d.task == "regression":
-        test["r2"] = score("regression", d.y_te, P)
-    if d.task != "regression":
-        pred = (P[:, 0] >= 0.5) if d.task == "binary" else P.argmax(axis=1)
-        test["confusion_matrix"] = confusion_matrix(d.y_te, pred, n_classes=max(d.n_outputs, 2))
-        test["confusion_matrix_labels"] = d.prep.classes_
-    add_intervals(test, d.y_te, P if d.task == "multiclass" else P[:, 0], d.task, seed=seed)
-    return {"train": train, "test": test, "P": np.asarray(P)}
-
-
-def _test_line(test: dict) -> str:
-    from . import report
-    from .explain import format_ci
-
-    labels = (("accuracy", "accuracy"), ("auc", "ROC AUC"), ("r2", "R2"), ("loss", "loss"))
-    parts = [
-        format_ci(label, test[k], test[f"{k}_ci"], 4)
-        if f"{k}_ci" in test
-        else f"{label} {report.fmt(test[k])}"
-        for k, label in labels
-        if k in test
-    ]
-    return "test " + "   ".join(parts) + f"   ({test['rows']:,} rows)"
-
-
 @main.command("tune", context_settings=_CONTEXT)
-@click.argument("csv", required=False)
-@click.option("--target", "-t", help="Target column. Required with a CSV.")
-@click.option("--drop", multiple=True, metavar="COL", help="Column to ignore; repeat or COL1,COL2.")
-@click.option(
-    "--trials",
-    default=20,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Trials this process runs (with --storage: adds to the study).",
-)
-@click.option(
-    "--folds",
-    default=5,
-    show_default=True,
-    type=click.IntRange(min=2),
-    help="Cross-validation folds.",
-)
+@click.argument("csv", required=False, metavar="[FILE]")
+@_TARGET
+@_DROP
+@_choice("--task", TASK_NAMES, "Override the task guessed from the target.")
+@_count("--trials", 20, 1, "Trials this process runs (with --storage: adds to the study).")
+@_count("--folds", 5, 2, "Cross-validation folds.")
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
     metavar="S",
     help="Start no trial after S seconds.",
 )
-@click.option(
-    "--jobs",
-    default=0,
-    show_default=True,
-    type=click.IntRange(min=0),
-    help="Worker processes (0: every core).",
-)
+@_count("--jobs", 0, 0, "Worker processes (0: every core).")
 @click.option(
     "--storage", metavar="URL", help="Optuna storage shared by processes, e.g. sqlite:///study.db."
 )
 @click.option("--study", "study_name", metavar="NAME", help="Study name in --storage.")
-@click.option(
-    "--test-size",
-    default=0.2,
-    show_default=True,
-    type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    help="Rows held out for the final test (never seen by the search).",
-)
+@_test_size("Rows held out for the final test (never seen by the search).")
 @click.option(
     "--epochs",
     type=click.IntRange(min=1),
-    help="Most epochs per fold; early stopping picks fewer (default: 100 for the bundled data).",
+    help=f"Most epochs per fold; early stopping picks fewer. [default: {TUTORIAL.epochs}; "
+    f"with a file {CSV.epochs}]",
 )
 @click.option(
-    "--patience", type=click.IntRange(min=1), help="Early-stopping patience (default: 10)."
+    "--patience",
+    type=click.IntRange(min=1),
+    help=f"Early-stopping patience. [default: 10; with a file {CSV.patience}]",
 )
-@click.option(
-    "--seed",
-    default=0,
-    show_default=True,
-    type=click.IntRange(0, 2**32 - 1),
-    help="Seeds the test split, the folds, the sampler and every training.",
-)
-@click.option(
-    "--backend",
-    default=None,
-    metavar="NAME",
-    help="numpy or numba (default: the CPU one auto picks).",
-)
-@click.option(
-    "--missing", default="error", show_default=True, type=click.Choice(["error", "drop", "mean"])
-)
+@_seed("Seeds the test split, the folds, the sampler and every training.")
+@_backend("numpy or numba (default: the CPU one auto picks).")
+@_MISSING
 @click.option(
     "--out", "out_dir", metavar="DIR", help="Write tune.json, tune.png and the refit model here."
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@guard_command("out_dir")
 def tune_command(
     csv,
     target,
     drop,
+    task,
     trials,
     folds,
     timeout,
@@ -966,13 +889,15 @@ def tune_command(
     out_dir,
     quiet,
 ):
-    """Search for a better network on CSV (default: the bundled churn data).
+    """Search for a better network on FILE, a CSV or Parquet file (default: the bundled
+    churn data).
 
     Cross-validates each trial (stratified K-fold on the training rows; early stopping
     on part of each fold's training rows) and scores it by ROC AUC, accuracy or R2.
-    Trial 0 is the default configuration. The best one is refit on all training rows,
-    tested on the held-out test rows and written like `fastnn train --out` writes a
-    run, with tune.json and tune.png beside it.
+    Trial 0 is the configuration `fastnn train` uses by default. The best one is refit
+    on all training rows, tested on the held-out test rows (with 95% bootstrap
+    intervals) and written exactly as `fastnn train --out` writes a run, with tune.json
+    and tune.png beside it.
 
     \b
     fastnn tune --trials 20 --folds 5 --out tuned
@@ -980,7 +905,6 @@ def tune_command(
     """
     from . import report
     from . import tune as tuning
-    from .io import save
 
     if storage and not study_name:
         raise click.UsageError("--storage needs --study NAME, so other processes can join it")
@@ -989,24 +913,27 @@ def tune_command(
         from .backends import resolve_backend
 
         resolve_backend(backend)
-    _make_out_dir(out_dir)
-    d = _split_data(csv, target, drop, missing, test_size, seed)
-    config, budget = tuning.default_config("tutorial" if csv is None else "csv")
+    df, target, drop_cols, source = _load_training_table(csv, target, drop)
+    prep, (X_tr, y_tr), (X_te, y_te) = _prepare_rows(
+        df, target, drop_cols, missing, task, test_size, seed
+    )
+    preset = "tutorial" if csv is None else "csv"
+    config, budget = tuning.default_config(preset)
     budget["max_epochs"] = epochs or budget["max_epochs"]
     budget["patience"] = patience or budget["patience"]
     jobs = jobs or tuning.cpu_count()
-    say(
-        f"data: {d.source}: {len(d.y_tr):,} training rows ({folds}-fold cross-validation), "
-        f"{len(d.y_te):,} test rows; target {d.target!r} ({d.task}); {d.prep.n_features} features"
+    no_validation = (TUTORIAL if csv is None else CSV).replace(validation_split=0.0)
+    _print_summary(
+        say, df, source, prep, drop_cols, (y_tr, y_te), no_validation, task, test_size, seed
     )
     say(
         f"tune: {trials} trials x {folds} folds on {jobs} worker processes, score "
-        f"{tuning.METRIC[d.task]}; trial 0 is the {'tutorial' if csv is None else 'default'} network"
+        f"{tuning.METRIC[prep.task]}; trial 0 is the {'tutorial' if csv is None else 'default'} network"
     )
     result = tuning.tune(
-        d.X_tr,
-        d.y_tr,
-        d.task,
+        X_tr,
+        y_tr,
+        prep.task,
         trials,
         folds,
         timeout=timeout,
@@ -1016,10 +943,47 @@ def tune_command(
         seed=seed,
         default=config,
         backend=backend,
-        n_outputs=d.n_outputs,
+        n_outputs=prep.n_outputs,
         progress=not quiet,
         **budget,
     )
+    _report_search(say, result)
+    best = result.best
+    t0 = time.perf_counter()
+    model, history = result.refit(
+        X_tr, y_tr, prep.n_outputs, backend=backend, callbacks=[StopOnInterrupt()]
+    )
+    seconds = time.perf_counter() - t0
+    say(
+        f"refit trial {best['number']} on all {len(y_tr):,} training rows: "
+        f"{len(history.epoch)} epochs in {seconds:.2f} s"
+    )
+    results = _evaluate_run(model, prep, ((X_tr, y_tr), (X_te, y_te)), seed)
+    if out_dir is not None:
+        settings = {
+            "csv": csv,
+            **result.best_settings().to_dict(),
+            "task": task,
+            "loss": model.loss.name,
+            "class_weight": None,
+            "test_size": test_size,
+            "seed": seed,
+            "missing": missing,
+            "drop": drop_cols,
+        }
+        info = _run_info(model, history, seconds, settings)
+        info["tune"] = {"trial": best["number"], "cv_mean": best["mean"], "cv_std": best["std"]}
+        files = _write_run(out_dir, model, prep, history, results, info)
+        report.write_json(os.path.join(out_dir, "tune.json"), result.to_dict())
+        result.plot(os.path.join(out_dir, "tune.png"))
+        say(f"wrote {out_dir}/: {', '.join(files)}, tune.json, tune.png")
+    if active_interrupt().requested:
+        return 130
+
+
+def _report_search(say, result) -> None:
+    """How the search went, and the ranked table of its best trials; an error when no
+    trial completed."""
     if result.interrupted:
         click.echo("fastnn: warning: interrupted; keeping the trials that finished", err=True)
     if result.best is None:
@@ -1033,51 +997,6 @@ def tune_command(
         f"{n_state['PRUNED']} pruned, {n_state['FAIL']} failed) in {result.seconds:.1f} s"
     )
     click.echo(result.table())
-    best = result.best
-    t0 = time.perf_counter()
-    model, history = result.refit(d.X_tr, d.y_tr, d.n_outputs, backend=backend)
-    seconds = time.perf_counter() - t0
-    say(
-        f"refit trial {best['number']} on all {len(d.y_tr):,} training rows: {result.refit_epochs} epochs in {seconds:.2f} s"
-    )
-    ev = _evaluate_split(model, d, seed)
-    click.echo(_test_line(ev["test"]))
-    if out_dir is None:
-        return
-    model.preprocessing = d.prep.to_dict()
-    save(model, os.path.join(out_dir, "model.safetensors"))
-    metrics = {
-        "train": ev["train"],
-        "test": ev["test"],
-        "task": d.task,
-        "target": d.target,
-        "target_mapping": d.prep.target_mapping,
-        "positive_class": d.prep.positive_class if d.task == "binary" else None,
-        "features": d.prep.feature_names_,
-        "backend": model.backend.name,
-        "training_path": model.training_path,
-        "train_seconds": seconds,
-        "epochs": len(history.epoch),
-        "settings": {
-            "csv": csv,
-            **best["params"],
-            "epochs": result.refit_epochs,
-            "test_size": test_size,
-            "seed": seed,
-            "missing": missing,
-            "drop": d.drop,
-        },
-        "tune": {"trial": best["number"], "cv_mean": best["mean"], "cv_std": best["std"]},
-    }
-    report.write_json(os.path.join(out_dir, "metrics.json"), metrics)
-    report.write_json(os.path.join(out_dir, "history.json"), history.history)
-    report.plot_history(history.history, os.path.join(out_dir, "history.png"))
-    report.write_json(os.path.join(out_dir, "tune.json"), result.to_dict())
-    result.plot(os.path.join(out_dir, "tune.png"))
-    say(
-        f"wrote {out_dir}/: model.safetensors, metrics.json, history.json, history.png, "
-        "tune.json, tune.png"
-    )
 
 
 # --------------------------------------------------------------------------- explain
@@ -1094,7 +1013,7 @@ def _run_test_rows(model_path, prep):
     with open(metrics_path, encoding="utf-8") as f:
         settings = json.load(f).get("settings") or {}
     csv = settings.get("csv")
-    df = data.load_churn() if csv is None else data.read_csv(csv)
+    df = data.load_churn() if csv is None else data.read_table(csv)
     _, test_idx = data.split_indices(
         len(df), settings.get("test_size", 0.2), settings.get("seed", 0)
     )
@@ -1104,13 +1023,7 @@ def _run_test_rows(model_path, prep):
 @main.command("explain", context_settings=_CONTEXT)
 @click.argument("model_path", metavar="MODEL")
 @click.argument("data_path", metavar="[DATA]", required=False)
-@click.option(
-    "--repeats",
-    default=5,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Shuffles per column.",
-)
+@_count("--repeats", 5, 1, "Shuffles per column.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1))
 @click.option(
     "--out", "out_dir", metavar="DIR", help="Folder for importance.json/png (default: MODEL's)."
@@ -1123,24 +1036,17 @@ def explain_command(model_path, data_path, repeats, seed, out_dir):
     Writes importance.json ({"features": [{"name", "mean", "std"}, ...]}, largest first)
     and importance.png.
     """
-    import fastnn
-
     from . import data
     from .explain import explain_to, format_importance
 
-    model = fastnn.load(model_path)
-    if model.preprocessing is None:
-        raise fastnn.errors.ModelFileError(
-            f"{model_path!r} holds no preprocessing state (it was not written by `fastnn train --out`)"
-        )
-    prep = data.Preprocessor.from_dict(model.preprocessing)
+    model, prep = _load_scoring_model(model_path)
     if data_path is None:
         where, (X, y) = _run_test_rows(model_path, prep)
     else:
-        where, (X, y) = data_path, prep.transform(data.read_csv(data_path), with_target=True)
+        where, (X, y) = data_path, prep.transform(data.read_table(data_path), with_target=True)
     out_dir = out_dir or os.path.dirname(os.path.abspath(model_path))
-    _make_out_dir(out_dir)
-    result = explain_to(out_dir, model, prep, X, y, n_repeats=repeats, seed=seed)
+    with OutputFolder(out_dir):
+        result = explain_to(out_dir, model, prep, X, y, n_repeats=repeats, seed=seed)
     click.echo(
         f"permutation importance on {where} ({len(y):,} rows, {repeats} repeats); "
         f"{result['metric']} without shuffling: {result['baseline']:.4f}"

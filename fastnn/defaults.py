@@ -105,11 +105,14 @@ class TaskHead:
         activation: the output layer's activation.
         loss: the loss name (for regression: the default; ``--loss`` may change it).
         metrics: metric names compiled into the model (per-epoch in the history).
+        score: the one number a model of this task is judged by, higher is better
+            (``fastnn tune``'s cross-validation score, permutation importance's score).
     """
 
     activation: str
     loss: str
     metrics: tuple[str, ...]
+    score: str
 
     def units(self, n_classes: int | None) -> int:
         """Output units: one, or one per class for multi-class."""
@@ -118,7 +121,7 @@ class TaskHead:
 
 #: output layer, loss and metrics of each task
 TASKS = {
-    "binary": TaskHead("sigmoid", "binary_crossentropy", ("accuracy", "auc")),
-    "multiclass": TaskHead("softmax", "sparse_categorical_crossentropy", ("accuracy",)),
-    "regression": TaskHead("linear", "mse", ("r2",)),
+    "binary": TaskHead("sigmoid", "binary_crossentropy", ("accuracy", "auc"), "roc_auc"),
+    "multiclass": TaskHead("softmax", "sparse_categorical_crossentropy", ("accuracy",), "accuracy"),
+    "regression": TaskHead("linear", "mse", ("r2",), "r2"),
 }

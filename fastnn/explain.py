@@ -14,7 +14,7 @@ copy of the rows is scored in one batched ``predict``.
 
 *Bootstrap interval* of a metric: the ``alpha/2`` and ``1 - alpha/2`` quantiles of the
 metric over ``n`` resamples of the rows drawn with replacement (seeded). ROC AUC,
-accuracy, log loss, MSE, RMSE, MAE and R² are computed for all resamples at once from
+accuracy, macro F1, log loss, MSE, RMSE, MAE and R² are computed for all resamples at once from
 the resamples' row counts; any other metric function is called once per resample.
 
 Only NumPy is needed (matplotlib for the plot).
@@ -22,13 +22,13 @@ Only NumPy is needed (matplotlib for the plot).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 
 import numpy as np
 
 from .errors import ConfigError, ShapeError
+from .report import format_ci  # noqa: F401  (public here too: fastnn.explain.format_ci)
 
 #: rows of shuffled copies scored per predict call
 _CHUNK_ROWS = 1 << 18
@@ -55,9 +55,9 @@ def _accuracy(y, P):
 
 
 def _r2(y, P):
-    from .tune import r2_score
+    from .metrics import r2
 
-    return r2_score(y, _p1(P))
+    return r2(y, _p1(P))
 
 
 #: score functions ``f(y, P) -> float`` by name (higher is better)
@@ -77,8 +77,11 @@ def task_of(model) -> str:
 
 
 def default_score(task: str) -> str:
-    """The score a task is judged by: roc_auc, accuracy or r2."""
-    return {"binary": "roc_auc", "multiclass": "accuracy"}.get(task, "r2")
+    """The score a task is judged by: roc_auc, accuracy or r2
+    (:data:`fastnn.defaults.TASKS`)."""
+    from .defaults import TASKS
+
+    return TASKS[task].score if task in TASKS else "r2"
 
 
 # --------------------------------------------------------------------------- importance
@@ -198,12 +201,10 @@ def permutation_importance(
 
 def plot_importance(result: dict, path) -> None:
     """importance.png: one bar per column (mean drop in score) with its std as error bar."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from .report import _figure, _save_figure
 
     feats = result["features"][::-1]  # largest at the top
-    fig = Figure(figsize=(7, 0.45 * len(feats) + 1.5), dpi=100)
-    FigureCanvasAgg(fig)
+    fig = _figure((7, 0.45 * len(feats) + 1.5))
     ax = fig.add_subplot(1, 1, 1)
     ax.barh(
         [f["name"] for f in feats],
@@ -216,26 +217,34 @@ def plot_importance(result: dict, path) -> None:
     ax.set_title("permutation importance")
     ax.grid(True, axis="x", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path)
+    _save_figure(fig, path)
 
 
 def write_importance(result: dict, out_dir) -> list[str]:
     """Write importance.json and importance.png into ``out_dir``; returns the names."""
-    with open(os.path.join(out_dir, "importance.json"), "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=2)
-        f.write("\n")
+    from .report import write_json
+
+    write_json(os.path.join(out_dir, "importance.json"), result)
     plot_importance(result, os.path.join(out_dir, "importance.png"))
     return ["importance.json", "importance.png"]
 
 
 def explain_to(out_dir, model, prep, X, y, n_repeats: int = 5, seed: int = 0) -> dict:
     """Permutation importance of ``model`` over the raw columns of ``prep`` on rows
-    ``(X, y)`` (transformed by ``prep``), written to ``out_dir``. What
-    ``fastnn explain`` and ``fastnn train --explain`` call."""
+    ``(X, y)`` (transformed by ``prep``), scored by the task's score, and written to
+    ``out_dir`` (None: not written). What ``fastnn explain`` and ``fastnn train
+    --explain`` call."""
     result = permutation_importance(
-        model, X, y, groups=groups_from_preprocessor(prep), n_repeats=n_repeats, seed=seed
+        model,
+        X,
+        y,
+        groups=groups_from_preprocessor(prep),
+        metric=default_score(prep.task),
+        n_repeats=n_repeats,
+        seed=seed,
     )
-    write_importance(result, out_dir)
+    if out_dir is not None:
+        write_importance(result, out_dir)
     return result
 
 
@@ -295,6 +304,21 @@ def _row_log_loss(y, P):
     return -(y * np.log(p) + (1 - y) * np.log(1 - p))
 
 
+def _w_macro_f1(W, y, P):
+    """Weighted macro F1 of the predicted classes for every row of weights ``W``, over
+    the classes each resample holds (as true or predicted class)."""
+    P = np.asarray(P)
+    pred = P.argmax(axis=1) if P.ndim == 2 and P.shape[1] > 1 else (_p1(P) >= 0.5)
+    t = y.astype(np.int64)
+    k = int(max(t.max(initial=0), pred.max(initial=0))) + 1
+    T = np.eye(k)[t]
+    Q = np.eye(k)[pred.astype(np.int64)]
+    tp, denom = W @ (T * Q), W @ (T + Q)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.where(denom > 0, 2 * tp / denom, 0.0)
+        return f1.sum(axis=1) / (denom > 0).sum(axis=1)
+
+
 def _correct(y, P):
     P = np.asarray(P)
     pred = P.argmax(axis=1) if P.ndim == 2 and P.shape[1] > 1 else (_p1(P) >= 0.5)
@@ -310,16 +334,17 @@ _VECTORISED = {
     "rmse": lambda W, y, P: np.sqrt(_w_mean(W, (y - _p1(P)) ** 2)),
     "mae": lambda W, y, P: _w_mean(W, np.abs(y - _p1(P))),
     "r2": lambda W, y, P: _w_r2(W, y, _p1(P)),
+    "f1_macro": _w_macro_f1,
 }
-_ALIASES = {"auc": "roc_auc", "acc": "accuracy", "loss": "log_loss"}
+_ALIASES = {"auc": "roc_auc", "acc": "accuracy", "loss": "log_loss", "macro_f1": "f1_macro"}
 
 
 def bootstrap_ci(metric, y, p, n: int = 1000, seed=0, alpha: float = 0.05) -> tuple:
     """``(lo, hi)``: the ``1 - alpha`` percentile bootstrap interval of a metric.
 
     Args:
-        metric: a name (roc_auc/auc, accuracy, log_loss, mse, rmse, mae, r2: all
-            resamples at once) or a function ``f(y, p) -> float`` (called per resample).
+        metric: a name (roc_auc/auc, accuracy, log_loss, mse, rmse, mae, r2, f1_macro:
+            all resamples at once) or a function ``f(y, p) -> float`` (called per resample).
         y: targets ``(n,)``; p: predictions ``(n,)`` or ``(n, k)`` (probabilities for
             classifiers).
         n: resamples of the rows (with replacement); seed: seeds them.
@@ -327,6 +352,19 @@ def bootstrap_ci(metric, y, p, n: int = 1000, seed=0, alpha: float = 0.05) -> tu
 
     Resamples where the metric is undefined (one class only, for ROC AUC) are skipped.
     """
+    y, P = _check_bootstrap(y, p, n, alpha)
+    draws = _resample_rows(len(y), int(n), seed)
+    if callable(metric):
+        stats = np.array([metric(y[rows], P[rows]) for rows in draws], dtype=np.float64)
+        return _interval(stats, alpha)
+    name = _ALIASES.get(metric, metric)
+    if name not in _VECTORISED:
+        names = ", ".join(sorted(_VECTORISED))
+        raise ConfigError(f"unknown metric {metric!r} for bootstrap_ci; choose one of {names}")
+    return _interval(_VECTORISED[name](_counts(draws, len(y)), y, P), alpha)
+
+
+def _check_bootstrap(y, p, n, alpha):
     y = np.asarray(y, dtype=np.float64).reshape(-1)
     P = np.asarray(p)
     if len(P) != len(y) or len(y) < 2:
@@ -335,15 +373,11 @@ def bootstrap_ci(metric, y, p, n: int = 1000, seed=0, alpha: float = 0.05) -> tu
         raise ConfigError(f"alpha must be in (0, 1), got {alpha}")
     if int(n) < 1:
         raise ConfigError(f"n must be >= 1 resample, got {n}")
-    draws = _resample_rows(len(y), int(n), seed)
-    if callable(metric):
-        stats = np.array([metric(y[rows], P[rows]) for rows in draws], dtype=np.float64)
-    else:
-        name = _ALIASES.get(metric, metric)
-        if name not in _VECTORISED:
-            names = ", ".join(sorted(_VECTORISED))
-            raise ConfigError(f"unknown metric {metric!r} for bootstrap_ci; choose one of {names}")
-        stats = _VECTORISED[name](_counts(draws, len(y)), y, P)
+    return y, P
+
+
+def _interval(stats, alpha) -> tuple:
+    """The percentile interval of the finite ``stats`` ((nan, nan) when none is)."""
     stats = np.asarray(stats, dtype=np.float64)
     stats = stats[np.isfinite(stats)]
     if stats.size == 0:
@@ -357,18 +391,17 @@ def add_intervals(
 ) -> dict:
     """Add ``<metric>_ci: [lo, hi]`` to ``metrics`` (e.g. metrics.json's ``test`` dict)
     for each key it holds that :func:`bootstrap_ci` knows: ``auc``, ``accuracy``, ``r2``,
-    ``mae``, ``rmse``, ``mse``, and ``loss`` (as log loss) for a classifier; returns
-    ``metrics``. Every interval uses the same resamples (same ``seed``)."""
+    ``mae``, ``rmse``, ``mse``, ``log_loss``, ``f1_macro``, and ``loss`` (as log loss)
+    for a classifier; returns ``metrics``. Every interval uses the same resamples (drawn
+    once from ``seed``: each equals :func:`bootstrap_ci` with that seed)."""
+    y, P = _check_bootstrap(y, p, n, alpha)
+    W = None
     for key in list(metrics):
         name = _ALIASES.get(key, key)
         if key == "loss" and task == "regression":  # mse, mae or huber: not known here
             continue
         if name in _VECTORISED and isinstance(metrics[key], (int, float)):
-            metrics[f"{key}_ci"] = list(bootstrap_ci(name, y, p, n=n, seed=seed, alpha=alpha))
+            if W is None:
+                W = _counts(_resample_rows(len(y), int(n), seed), len(y))
+            metrics[f"{key}_ci"] = list(_interval(_VECTORISED[name](W, y, P), alpha))
     return metrics
-
-
-def format_ci(label: str, value: float, ci, digits: int = 3) -> str:
-    """``ROC AUC 0.868 (0.846-0.889)``."""
-    lo, hi = ci
-    return f"{label} {value:.{digits}f} ({lo:.{digits}f}-{hi:.{digits}f})"

@@ -35,6 +35,14 @@ def write_json(path, data) -> None:
     atomic_write_bytes(path, (json.dumps(json_safe(data), indent=2) + "\n").encode("utf-8"))
 
 
+def format_ci(label: str, value: float, ci, digits: int = 3, spec: str | None = None) -> str:
+    """``ROC AUC 0.868 (0.846-0.889)``; ``spec`` (e.g. ".4g") replaces the fixed
+    ``digits`` decimals, for numbers in a target's own units."""
+    spec = spec or f".{digits}f"
+    lo, hi = ci
+    return f"{label} {value:{spec}} ({lo:{spec}}-{hi:{spec}})"
+
+
 def fmt_matrix(C, labels) -> str:
     """A confusion matrix as text, rows and columns labelled with the class names."""
     names = [str(x) for x in labels]
@@ -111,23 +119,36 @@ def network_line(model, prep, settings) -> str:
 
 
 # --------------------------------------------------------------------------- results
+#: what each task prints after training: (key in the test metrics, label, number format)
+_RESULT_FIELDS = {
+    "binary": (("accuracy", "accuracy", ".4f"), ("auc", "ROC AUC", ".4f"), ("loss", "loss", ".4f")),
+    "multiclass": (
+        ("accuracy", "accuracy", ".4f"),
+        ("f1_macro", "macro F1", ".4f"),
+        ("log_loss", "log loss", ".4f"),
+    ),
+    "regression": (("r2", "R2", ".4f"), ("mae", "MAE", ".6g"), ("rmse", "RMSE", ".6g")),
+}
+
+
+def _result_field(test: dict, key: str, label: str, spec: str) -> str:
+    """``ROC AUC 0.868 (0.846-0.889)`` with an interval (3 decimals, or 4 significant
+    digits in the target's units), ``ROC AUC 0.8684`` without one."""
+    value, ci = test[key], test.get(f"{key}_ci")
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return f"{label} n/a"
+    if ci is not None and all(v is not None and math.isfinite(v) for v in ci):
+        return format_ci(label, value, ci, spec=".3f" if spec.endswith("f") else ".4g")
+    return f"{label} {value:{spec}}"
+
+
 def result_lines(prep, test: dict) -> list[str]:
-    """The lines printed after training (test metrics; the confusion matrix)."""
-    rows = f"({test['rows']:,} rows)"
+    """The lines printed after training (test metrics, with their 95% intervals when
+    ``test`` has them; the confusion matrix)."""
+    fields = [_result_field(test, *f) for f in _RESULT_FIELDS[prep.task]]
+    first = "test " + "   ".join(fields) + f"   ({test['rows']:,} rows)"
     if prep.task == "regression":
-        return [
-            f"test R2 {fmt(test['r2'])}   MAE {test['mae']:.6g}   RMSE {test['rmse']:.6g}   {rows}"
-        ]
-    if prep.task == "binary":
-        first = (
-            f"test accuracy {fmt(test['accuracy'])}   ROC AUC {fmt(test['auc'])}   "
-            f"loss {fmt(test['loss'])}   {rows}"
-        )
-    else:
-        first = (
-            f"test accuracy {fmt(test['accuracy'])}   macro F1 {fmt(test['f1_macro'])}   "
-            f"log loss {fmt(test['log_loss'])}   {rows}"
-        )
+        return [first]
     return [
         first,
         "confusion matrix (rows: true class, columns: predicted class):",

@@ -41,7 +41,13 @@ def make_optimizer(name: str, lr: float | None = None, weight_decay: float | Non
 
 
 def build_model(
-    task: str, n_outputs: int, settings: TrainDefaults, loss=None, backend=None, lr="preset"
+    task: str,
+    n_outputs: int,
+    settings: TrainDefaults,
+    loss=None,
+    backend=None,
+    lr="preset",
+    metrics=None,
 ):
     """A compiled :class:`~fastnn.Sequential` for ``task``: the hidden layers of
     ``settings`` (each followed by Dropout when ``settings.dropout``), then the task's
@@ -54,6 +60,7 @@ def build_model(
         loss: regression only: "mse" (default), "mae" or "huber".
         backend: a backend name or object (None: the current default).
         lr: the learning rate; "preset" uses ``settings.lr``, None the optimizer's own.
+        metrics: metric names to compile (None: the task's, ``()``: none, only the loss).
     """
     from .layers import Dense, Dropout, Sequential
 
@@ -78,7 +85,7 @@ def build_model(
     model.compile(
         optimizer=make_optimizer(settings.optimizer, rate, settings.weight_decay),
         loss=loss or head.loss,
-        metrics=list(head.metrics),
+        metrics=list(head.metrics if metrics is None else metrics),
     )
     return model
 
@@ -123,12 +130,15 @@ def fit_model(
     return history
 
 
-def evaluate(model, prep, X, y) -> dict:
+def evaluate(model, prep, X, y, intervals: bool = False, seed=0, n_boot: int = 1000) -> dict:
     """Metrics of ``model`` on prepared rows ``(X, y)``, in the target's own units.
 
     binary: loss, accuracy, auc, confusion_matrix; multi-class: loss, accuracy, f1_macro,
     log_loss, confusion_matrix; regression: loss (on the standardized target), r2, mae,
-    rmse. ``rows`` in all.
+    rmse. ``rows`` in all. With ``intervals``, each of those numbers that
+    :func:`fastnn.explain.add_intervals` knows (all but the regression loss) gets
+    ``<metric>_ci: [lo, hi]``, a 95% bootstrap interval over ``n_boot`` resamples of the
+    rows, seeded by ``seed``.
     """
     from . import metrics
 
@@ -142,7 +152,7 @@ def evaluate(model, prep, X, y) -> dict:
             mae=metrics.mae(actual, pred),
             rmse=metrics.rmse(actual, pred),
         )
-        return out
+        return _with_intervals(out, actual, pred, prep.task, intervals, seed, n_boot)
     k = len(prep.classes_)
     if prep.task == "binary":
         pred = (P[:, 0] >= 0.5).astype(np.int64)
@@ -154,7 +164,18 @@ def evaluate(model, prep, X, y) -> dict:
             f1_macro=metrics.macro_f1(y, pred),
             log_loss=metrics.log_loss(y, P, sparse=True),
         )
+    _with_intervals(
+        out, y, P if prep.task == "multiclass" else P[:, 0], prep.task, intervals, seed, n_boot
+    )
     out["confusion_matrix"] = metrics.confusion_matrix(y, pred, n_classes=k)
+    return out
+
+
+def _with_intervals(out, y, p, task, intervals, seed, n_boot) -> dict:
+    if intervals and len(y) >= 2:
+        from .explain import add_intervals
+
+        add_intervals(out, y, p, task, n=n_boot, seed=seed)
     return out
 
 

@@ -51,20 +51,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .defaults import CSV, TASK_NAMES, TASKS, TUTORIAL, TrainDefaults
 from .errors import ConfigError, DataError
 
-TASKS = ("binary", "multiclass", "regression")
-#: the fold score of each task (higher is better)
-METRIC = {"binary": "roc_auc", "multiclass": "accuracy", "regression": "r2"}
+#: the fold score of each task (higher is better): :data:`fastnn.defaults.TASKS`' score
+METRIC = {task: head.score for task, head in TASKS.items()}
 #: trials sampled ahead of the one being finished, whatever ``jobs`` is (see the module doc)
 IN_FLIGHT = 4
 #: share of a fold's training rows held out for early stopping
 VALIDATION_SHARE = 0.15
-_HEAD = {
-    "binary": ("sigmoid", "binary_crossentropy"),
-    "multiclass": ("softmax", "sparse_categorical_crossentropy"),
-    "regression": ("linear", "mse"),
-}
 
 
 def _require(module: str):
@@ -80,30 +75,20 @@ def _require(module: str):
 
 # --------------------------------------------------------------------------- the space
 def tutorial_config() -> dict:
-    """The churn tutorial's network and training: 6,6 relu, Adam 0.001, batch 32."""
-    return {
-        "hidden": [6, 6],
-        "activation": "relu",
-        "lr": 0.001,
-        "batch_size": 32,
-        "dropout": 0.0,
-        "weight_decay": 0.0,
-    }
+    """The churn tutorial's network and training (:data:`fastnn.defaults.TUTORIAL`)."""
+    return default_config("tutorial")[0]
 
 
 def default_config(preset: str = "tutorial") -> tuple[dict, dict]:
     """``(config, training)``: trial 0's configuration and the early-stopping budget
-    (``max_epochs``, ``patience``) of the CLI's defaults, for ``preset`` "tutorial" (the
-    bundled churn data) or "csv" (a user's table). Read from :mod:`fastnn.defaults`
-    where it exists; else the tutorial's settings (the ``fastnn train`` defaults). The
-    search always trains with Adam, at the preset's learning rate."""
+    (``max_epochs``, ``patience``) of ``fastnn train``'s defaults
+    (:mod:`fastnn.defaults`), for ``preset`` "tutorial" (the bundled churn data:
+    :data:`~fastnn.defaults.TUTORIAL`) or "csv" (a user's table:
+    :data:`~fastnn.defaults.CSV`). The search always trains with Adam, at the preset's
+    learning rate; a preset without early stopping gets a patience of 10."""
     if preset not in ("tutorial", "csv"):
         raise ConfigError(f"preset must be 'tutorial' or 'csv', got {preset!r}")
-    try:
-        from . import defaults
-    except ImportError:  # before the defaults module: train's defaults are the tutorial's
-        return tutorial_config(), {"max_epochs": 100, "patience": 10}
-    d = defaults.TUTORIAL if preset == "tutorial" else defaults.CSV
+    d = TUTORIAL if preset == "tutorial" else CSV
     config = {
         "hidden": list(d.hidden),
         "activation": d.activation,
@@ -113,6 +98,20 @@ def default_config(preset: str = "tutorial") -> tuple[dict, dict]:
         "weight_decay": d.weight_decay or 0.0,  # None: Adam's own default, 0
     }
     return config, {"max_epochs": d.epochs, "patience": d.patience or 10}
+
+
+def settings_of(config: dict, epochs: int) -> TrainDefaults:
+    """A searched configuration as ``fastnn train``'s settings (Adam, ``epochs``, no
+    validation split), e.g. for metrics.json or :func:`fastnn.tasks.fit_model`."""
+    return TUTORIAL.replace(
+        hidden=tuple(int(h) for h in config["hidden"]),
+        activation=config["activation"],
+        lr=float(config["lr"]),
+        batch_size=int(config["batch_size"]),
+        dropout=float(config["dropout"]),
+        weight_decay=float(config["weight_decay"]),
+        epochs=int(epochs),
+    )
 
 
 @dataclass
@@ -171,34 +170,20 @@ def optuna_params(config: dict) -> dict:
     return out
 
 
-#: metrics a refit model reports per epoch (the folds compile none: they only need the loss)
-TASK_METRICS = {"binary": ["accuracy", "auc"], "multiclass": ["accuracy"], "regression": []}
-
-
 def build_model(config: dict, task: str, n_outputs: int = 1, backend=None, metrics=None):
-    """A compiled :class:`~fastnn.Sequential` for ``config`` (hidden Dense layers, each
-    followed by Dropout when ``config["dropout"] > 0``) and the task's head and loss;
-    ``metrics`` as in ``compile``."""
-    import fastnn
-    from fastnn.layers import Dense, Dropout
+    """A compiled :class:`~fastnn.Sequential` for ``config``: what
+    :func:`fastnn.tasks.build_model` builds for :func:`settings_of` ``config`` (hidden
+    Dense layers, each followed by Dropout when ``config["dropout"] > 0``, the task's
+    head and loss); ``metrics`` as there (None: the task's, ``()``: only the loss)."""
+    from .tasks import build_model as build
 
     _check_task(task)
-    head, loss = _HEAD[task]
-    layers = []
-    for h in config["hidden"]:
-        layers.append(Dense(int(h), activation=config["activation"]))
-        if config["dropout"] > 0:
-            layers.append(Dropout(float(config["dropout"])))
-    layers.append(Dense(n_outputs if task == "multiclass" else 1, activation=head))
-    model = fastnn.Sequential(layers, backend=backend)
-    opt = fastnn.optimizers.Adam(learning_rate=config["lr"], weight_decay=config["weight_decay"])
-    model.compile(optimizer=opt, loss=loss, metrics=metrics)
-    return model
+    return build(task, n_outputs, settings_of(config, 1), backend=backend, metrics=metrics)
 
 
 def _check_task(task):
-    if task not in TASKS:
-        raise ConfigError(f"task must be one of {', '.join(TASKS)}; got {task!r}")
+    if task not in TASK_NAMES:
+        raise ConfigError(f"task must be one of {', '.join(TASK_NAMES)}; got {task!r}")
 
 
 # --------------------------------------------------------------------------- folds
@@ -231,24 +216,16 @@ def fold_indices(y, task: str, folds: int, seed: int) -> list[tuple]:
     return out
 
 
-def r2_score(y, pred) -> float:
-    """Coefficient of determination (1 - SSE / SST)."""
-    y = np.asarray(y, dtype=np.float64).reshape(-1)
-    e = y - np.asarray(pred, dtype=np.float64).reshape(-1)
-    sst = float(((y - y.mean()) ** 2).sum())
-    return float("nan") if sst == 0 else 1.0 - float((e**2).sum()) / sst
-
-
 def score(task: str, y, P) -> float:
     """The task's fold score of outputs ``P (n, k)``: ROC AUC, accuracy or R²."""
-    from .metrics import roc_auc
+    from .metrics import r2, roc_auc
 
     P = np.asarray(P)
     if task == "binary":
         return roc_auc(y, P[:, 0])
     if task == "multiclass":
         return float((P.argmax(axis=1) == np.asarray(y).reshape(-1)).mean())
-    return r2_score(y, P[:, 0])
+    return r2(y, P[:, 0])
 
 
 def _seed(*parts) -> int:
@@ -282,7 +259,7 @@ def run_fold(config: dict, fold: int, seed: int) -> dict:
     t0 = time.perf_counter()
     with threadpool_limits(1), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a diverging trial is scored, not reported
-        model = build_model(config, task, _W["n_outputs"], _W["backend"])
+        model = build_model(config, task, _W["n_outputs"], _W["backend"], metrics=())
         stop = EarlyStopping(patience=_W["patience"], restore_best_weights=True)
         history = model.fit(
             X[tr],
@@ -398,25 +375,26 @@ class TuneResult:
         if self.best is None:
             raise DataError("no trial completed, so there is no best configuration")
 
-    def refit(self, X, y, n_outputs: int | None = None, backend=None, verbose: int = 0):
-        """Train the best configuration on all of ``(X, y)`` for :attr:`refit_epochs`;
-        returns ``(model, history)``. For regression, standardize ``y`` first (as the
-        folds did) or expect the same R² only after inverting your scaling."""
+    def best_settings(self) -> TrainDefaults:
+        """The best configuration as ``fastnn train`` settings, for
+        :attr:`refit_epochs` epochs."""
         self._require_best()
+        return settings_of(self.best["params"], self.refit_epochs)
+
+    def refit(self, X, y, n_outputs: int | None = None, backend=None, verbose=0, callbacks=()):
+        """Train the best configuration on all of ``(X, y)`` for :attr:`refit_epochs`
+        (:func:`fastnn.tasks.fit_model` with :meth:`best_settings`; ``callbacks`` run
+        too); returns ``(model, history)``. For regression, standardize ``y`` first (as
+        the folds did) or expect the same R² only after inverting your scaling."""
+        from .tasks import fit_model
+
+        settings = self.best_settings()
         y = np.asarray(y)
         if n_outputs is None:
             n_outputs = int(y.max()) + 1 if self.task == "multiclass" else 1
-        model = build_model(
-            self.best["params"], self.task, n_outputs, backend, TASK_METRICS[self.task]
-        )
-        history = model.fit(
-            X,
-            y,
-            batch_size=int(self.best["params"]["batch_size"]),
-            epochs=self.refit_epochs,
-            verbose=verbose,
-            seed=_seed(self.seed, self.best["number"], 10**6),
-        )
+        model = build_model(self.best["params"], self.task, n_outputs, backend)
+        seed = _seed(self.seed, self.best["number"], 10**6)
+        history = fit_model(model, X, y, settings, seed=seed, verbose=verbose, callbacks=callbacks)
         return model, history
 
     def to_dict(self) -> dict:
@@ -451,11 +429,9 @@ class TuneResult:
     def plot(self, path) -> None:
         """tune.png: each trial's score (pruned ones at their last running mean) and the
         best so far."""
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
+        from .report import _figure, _save_figure
 
-        fig = Figure(figsize=(8, 4.5), dpi=100)
-        FigureCanvasAgg(fig)
+        fig = _figure((8, 4.5))
         ax = fig.add_subplot(1, 1, 1)
         for state, marker, label in (("COMPLETE", "o", "trial"), ("PRUNED", "x", "pruned")):
             pts = [(t["number"], t["mean"]) for t in self.trials if t["state"] == state]
@@ -476,7 +452,7 @@ class TuneResult:
         ax.grid(True, alpha=0.3)
         ax.legend(loc="lower right")
         fig.tight_layout()
-        fig.savefig(path)
+        _save_figure(fig, path)
 
 
 # --------------------------------------------------------------------------- the search

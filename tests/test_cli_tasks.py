@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 
 import numpy as np
 import pytest
@@ -54,12 +55,16 @@ def tables(tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope="module")
-def multi_run(tables, tmp_path_factory):
-    out = tmp_path_factory.mktemp("multi")
-    res = run("train", tables, "--target", "kind", "--drop", "price", *FAST, "--out", out)
+def _train_run(tables, tmp_path_factory, name, *args):
+    out = tmp_path_factory.mktemp(name)
+    res = run("train", tables, *args, *FAST, "--out", out)
     assert res.exit_code == 0, res.stderr
     return out
+
+
+@pytest.fixture(scope="module")
+def multi_run(tables, tmp_path_factory):
+    return _train_run(tables, tmp_path_factory, "multi", "--target", "kind", "--drop", "price")
 
 
 @pytest.fixture(scope="module")
@@ -290,3 +295,63 @@ def test_parquet_without_pyarrow_says_which_extra(tmp_path, monkeypatch):
     p = tmp_path / "t.parquet"
     p.write_bytes(b"PAR1")
     assert_one_line_error(run("train", p, "--target", "y"), 'pip install "fastnn[parquet]"')
+
+
+# --------------------------------------------------------------------------- intervals, --explain
+#: the test metrics of each task that carry a 95% bootstrap interval in metrics.json
+INTERVALS = {
+    "binary": ("accuracy", "auc", "loss"),
+    "multiclass": ("accuracy", "f1_macro", "log_loss", "loss"),
+    "regression": ("r2", "mae", "rmse"),
+}
+
+
+@pytest.fixture(scope="module")
+def binary_run(tables, tmp_path_factory):
+    return _train_run(
+        tables, tmp_path_factory, "binary", "--target", "color", "--drop", "kind,price"
+    )
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_test_metrics_carry_bootstrap_intervals(task, binary_run, multi_run, reg_run):
+    folder = {"binary": binary_run, "multiclass": multi_run, "regression": reg_run}[task]
+    m = json.loads((folder / "metrics.json").read_text())
+    assert m["task"] == task
+    test = m["test"]
+    for key in INTERVALS[task]:
+        lo, hi = test[f"{key}_ci"]
+        assert lo <= test[key] <= hi and lo < hi, (key, lo, test[key], hi)
+    assert not any(k.endswith("_ci") for k in m["train"])  # intervals on the test rows only
+    if task == "regression":  # in the target's units (price has std ~23), not standardized
+        assert "loss_ci" not in test and test["mae_ci"][1] > 1
+
+
+def test_intervals_are_printed(tables):
+    res = run("train", tables, "--target", "price", "--drop", "kind", *FAST)
+    line = next(x for x in res.stdout.splitlines() if x.startswith("test R2"))
+    assert re.fullmatch(
+        r"test R2 [-\d.]+ \([-\d.]+-[-\d.]+\)   MAE \S+ \(\S+\)   RMSE \S+ \(\S+\)   \(48 rows\)",
+        line,
+    ), line
+
+
+def test_train_explain_writes_importance_for_the_raw_columns(tables, tmp_path):
+    res = run("train", tables, "--target", "kind", "--drop", "price", *FAST, "--explain",
+              "--explain-repeats", "3", "--out", tmp_path)  # fmt: skip
+    assert res.exit_code == 0, res.stderr
+    result = json.loads((tmp_path / "importance.json").read_text())
+    names = [f["name"] for f in result["features"]]
+    assert sorted(names) == ["color", "day", "x1", "x2"]  # one entry per raw column
+    means = [f["mean"] for f in result["features"]]
+    assert means == sorted(means, reverse=True) and names[0] == "x1"  # kind follows x1
+    assert result["metric"] == "accuracy" and result["n_repeats"] == 3
+    assert (tmp_path / "importance.png").stat().st_size > 1000
+    assert "drop in accuracy" in res.stdout and "  x1  " in res.stdout
+
+
+def test_train_explain_without_out_prints_the_ranking(tables):
+    res = run("train", tables, "--target", "price", "--drop", "kind", *FAST, "--explain")
+    assert res.exit_code == 0, res.stderr
+    ranking = res.stdout.split("drop in r2 (mean ± std)")[1].split()
+    assert ranking[0] == "x1"  # price depends most on x1

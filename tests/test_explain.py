@@ -228,3 +228,20 @@ def test_explain_command_errors(tmp_path):
     res = run("explain", tmp_path / "bare.safetensors")
     assert res.exit_code == 2 and "holds no preprocessing state" in res.stderr
     assert res.stderr.count("\n") == 1
+
+
+def test_vectorised_macro_f1_and_add_intervals_match_bootstrap_ci():
+    from fastnn.metrics import macro_f1
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 4, size=500)
+    P = rng.dirichlet(np.ones(4), size=500)
+    P[np.arange(500), y] += 0.4  # better than chance
+    P /= P.sum(axis=1, keepdims=True)
+    fast = fastnn.bootstrap_ci("f1_macro", y, P, n=200, seed=2)
+    slow = fastnn.bootstrap_ci(lambda t, q: macro_f1(t, q.argmax(axis=1)), y, P, n=200, seed=2)
+    assert fast == pytest.approx(slow, rel=1e-9)
+    m = E.add_intervals({"f1_macro": macro_f1(y, P.argmax(axis=1)), "log_loss": 1.0}, y, P,
+                        "multiclass", n=200, seed=2)  # fmt: skip
+    assert tuple(m["f1_macro_ci"]) == fast
+    assert tuple(m["log_loss_ci"]) == fastnn.bootstrap_ci("log_loss", y, P, n=200, seed=2)

@@ -297,3 +297,40 @@ def test_ctrl_c_keeps_the_finished_trials(monkeypatch):
     states = [t["state"] for t in result.trials]
     assert states[:2] == ["COMPLETE", "COMPLETE"] and set(states[2:]) == {"FAIL"}
     assert result.trials[2]["error"] == "interrupted" and result.best["number"] in (0, 1)
+
+
+@pytest.mark.parametrize("task", ["multiclass", "regression"])
+def test_tune_command_other_tasks_write_what_train_writes(task, tmp_path):
+    X, y = blobs(n=150, d=3, task=task, seed=4)
+    names = np.array(["ant", "bee", "cat"])
+    cells = [f"{v:.4f}" for v in y] if task == "regression" else names[y]
+    lines = ["a,b,c,y"] + [
+        f"{r[0]:.4f},{r[1]:.4f},{r[2]:.4f},{t}" for r, t in zip(X, cells, strict=True)
+    ]
+    csv = tmp_path / f"{task}.csv"
+    csv.write_text("\n".join(lines) + "\n")
+    tuned, trained = tmp_path / "tuned", tmp_path / "trained"
+    res = run("tune", csv, "--target", "y", "--trials", 2, "--folds", 2, *FAST, "--jobs", 1,
+              "--out", tuned)  # fmt: skip
+    assert res.exit_code == 0, res.stderr
+    assert (
+        run("train", csv, "--target", "y", "--epochs", 3, "--quiet", "--out", trained).exit_code
+        == 0
+    )
+    m_tune = json.loads((tuned / "metrics.json").read_text())
+    m_train = json.loads((trained / "metrics.json").read_text())
+    assert m_tune["task"] == task and set(m_tune) == set(m_train) | {"tune"}
+    for part in ("train", "test", "settings"):
+        assert set(m_tune[part]) == set(m_train[part]), part
+    assert sorted(os.listdir(tuned)) == sorted(os.listdir(trained) + ["tune.json", "tune.png"])
+    assert json.loads((tuned / "tune.json").read_text())["metric"] == tuning.METRIC[task]
+    first = "test R2" if task == "regression" else "test accuracy"
+    assert first in res.stdout and "rank" in res.stdout
+
+
+def test_trial_zero_is_train_s_default_for_a_file():
+    config, budget = tuning.default_config("csv")
+    d = fastnn.defaults.CSV
+    assert config["hidden"] == list(d.hidden) and config["lr"] == d.lr
+    assert budget == {"max_epochs": d.epochs, "patience": d.patience}
+    assert tuning.tutorial_config()["hidden"] == list(fastnn.defaults.TUTORIAL.hidden)
