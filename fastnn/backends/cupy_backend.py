@@ -120,6 +120,11 @@ class CupyBackend(Backend):
         args = (grad, theta, m, v, lr_t, eps_t, beta1, beta2, l2, decay, theta.size)
         self._k.launch_1d("adam", theta.dtype, theta.size, args)
 
+    def sgd_update(self, theta, grad, velocity, lr, momentum, nesterov, weight_decay):
+        """SGD / momentum / Nesterov over the flat buffers in one kernel."""
+        args = (grad, theta, velocity, lr, momentum, bool(nesterov), weight_decay, theta.size)
+        self._k.launch_1d("sgd", theta.dtype, theta.size, args)
+
     # ------------------------------------------------------------------ fused training
     def epoch_runner(self, model, loss=None, optimizer=None):
         """The CUDA-graph epoch runner (:mod:`fastnn.backends.cupy_graph`) for a model it
@@ -140,8 +145,3 @@ class CupyBackend(Backend):
 
             dev = self._graph_dev = CupyDevice()
         return dev
-
-    def sgd_update(self, theta, grad, velocity, lr, momentum, nesterov, weight_decay):
-        """SGD / momentum / Nesterov over the flat buffers in one kernel."""
-        args = (grad, theta, velocity, lr, momentum, bool(nesterov), weight_decay, theta.size)
-        self._k.launch_1d("sgd", theta.dtype, theta.size, args)
