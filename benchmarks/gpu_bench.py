@@ -112,24 +112,6 @@ def _fastnn_model(spec: NetSpec, backend: str):
 
 
 @contextlib.contextmanager
-def graph_runner_on(backend):
-    """Route ``fit`` on this backend instance through the CUDA-graph runner (until the
-    runner is wired into the CuPy backend itself)."""
-    from fastnn.backends import cupy_graph
-
-    had = "epoch_runner" in vars(backend)
-    old = vars(backend).get("epoch_runner")
-    backend.epoch_runner = cupy_graph.make_runner
-    try:
-        yield
-    finally:
-        if had:
-            backend.epoch_runner = old
-        else:
-            del backend.epoch_runner
-
-
-@contextlib.contextmanager
 def _env(name: str, value: str | None):
     old = os.environ.get(name)
     if value is not None:
@@ -150,8 +132,8 @@ def run_fastnn(case: GpuCase, data, epochs: int, graph: bool, backend: str, gemm
     Xtr, ytr, Xte, yte = data
     be = fastnn.get_backend(backend)
     model = _fastnn_model(case.spec, backend)
-    ctx = graph_runner_on(be) if graph and backend == "cupy" else contextlib.nullcontext()
-    with ctx, _env("FASTNN_CUPY_GEMM", gemm):
+    # the CuPy backend hands fit its CUDA-graph runner unless FASTNN_CUPY_GRAPH=0
+    with _env("FASTNN_CUPY_GRAPH", "1" if graph else "0"), _env("FASTNN_CUPY_GEMM", gemm):
         t0 = time.perf_counter()
         model.fit(Xtr, ytr, batch_size=case.spec.batch, epochs=1, verbose=0, seed=1)
         be.synchronize()

@@ -156,3 +156,44 @@ class EmuDevice:
     def upload(self, host, out):
         """Copy host data into a device buffer."""
         out[...] = host
+
+
+class EmuKernels:
+    """``fastnn.kernels.cuda`` with its launches run by the emulator (the tables are the
+    module's own)."""
+
+    def __init__(self, emulator: Emulator):
+        self.emu = emulator
+
+    def __getattr__(self, name):
+        return getattr(cuda, name)
+
+    def launch(self, name, dtype, grid, block, args) -> None:
+        """Run kernel ``name`` on the emulator."""
+        self.emu.launch(name, dtype, grid, block, args)
+
+    def launch_1d(self, name, dtype, n, args) -> None:
+        """A grid-stride kernel over ``n`` elements, on the emulator."""
+        self.emu.launch(name, dtype, cuda.grid_1d(n), cuda.BLOCK, args)
+
+
+def emulated_cupy_backend(emulator: Emulator):
+    """The real :class:`~fastnn.backends.cupy_backend.CupyBackend` (its ops, its
+    ``epoch_runner`` and so the graph runner ``fit`` gets) over NumPy arrays, with every
+    kernel run by the emulator and :class:`EmuDevice` as the graph's device."""
+    from fastnn.backends.cupy_backend import CupyBackend
+
+    class EmuCupyBackend(CupyBackend):
+        def __init__(self):  # no CuPy: NumPy arrays, emulated kernels
+            self.xp = np
+            self._k = EmuKernels(emulator)
+            self.device = "cpu emulator"
+            self._graph_dev = EmuDevice(emulator)
+
+        def to_numpy(self, a):
+            return np.asarray(a)
+
+        def synchronize(self):
+            """Nothing to wait for on the CPU."""
+
+    return EmuCupyBackend()

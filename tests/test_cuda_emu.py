@@ -17,7 +17,6 @@ from fastnn.kernels import cuda as K
 
 import fastnn
 from fastnn.backends import cupy_graph
-from fastnn.backends.graph_spec import spec_from_model
 from fastnn.layers import Dense
 
 cuda_emu = pytest.importorskip("cuda_emu")
@@ -28,11 +27,18 @@ NP = fastnn.get_backend("numpy")
 
 @pytest.fixture(scope="module")
 def emu(tmp_path_factory):
+    """The kernels compiled for the host (once per module)."""
     if cuda_emu.compiler() is None:
         if os.environ.get("FASTNN_CI") or os.environ.get("CI"):
             pytest.fail("CI needs g++ or clang++ for the CUDA emulator", pytrace=False)
         pytest.skip("no C++ compiler for the CUDA emulator")
     return cuda_emu.Emulator(tmp_path_factory.mktemp("emu"))
+
+
+@pytest.fixture()
+def cupy_emu(emu):
+    """A fresh CuPy backend over the emulator (its own graph device and counters)."""
+    return cuda_emu.emulated_cupy_backend(emu)
 
 
 def _tol(dtype):
@@ -113,21 +119,21 @@ def test_loss_rows_match_numpy_losses(emu, dtype, kind, weighted):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("decoupled", [False, True])
-def test_device_adam_step_count_and_update_match_numpy(emu, dtype, decoupled):
+def test_device_adam_update_with_host_step_scalars_matches_numpy(emu, dtype, decoupled):
+    from fastnn.spec import adam_step_scalars
+
     rng = np.random.default_rng(4)
     n = 300
     theta = rng.standard_normal(n).astype(dtype)
     m, v = np.zeros(n, dtype), np.zeros(n, dtype)
     ref = [theta.copy(), m.copy(), v.copy()]
-    t, s = np.zeros(1, np.int64), np.zeros(2)
     lr, b1, b2, eps, wd = 0.01, 0.9, 0.999, 1e-7, 0.01
     l2, decay = (0.0, 1 - lr * wd) if decoupled else (wd, 1.0)
     for step in range(1, 6):
         g = rng.standard_normal(n).astype(dtype)
-        emu.launch("adam_scalars", None, 1, 1, (t, s, lr, b1, b2, eps))
+        s = np.array(adam_step_scalars(lr, b1, b2, eps, np.float64(step)))  # as the runner
         emu.launch("adam_dev", dtype, 2, 256, (g, theta, m, v, s, b1, b2, l2, decay, n))
         NP.adam_update(*ref[:1], g, *ref[1:], lr, b1, b2, eps, step, wd, decoupled)
-    assert int(t[0]) == 5
     np.testing.assert_allclose(theta, ref[0], **_tol(dtype))
     np.testing.assert_allclose(v, ref[2], **_tol(dtype))
 
@@ -159,10 +165,9 @@ def test_kernel_launch_rejects_a_wrong_argument_count(emu):
 # --------------------------------------------------------------------------- runner
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_graph_epoch_matches_numpy_backend(emu, monkeypatch, dtype, case):
-    dev = cuda_emu.EmuDevice(emu)
-    m, _ = check_graph_fit(case, dtype, "numpy", monkeypatch, dev, epochs=2, batch_size=16)
-    assert dev.replays == 2  # captured once, replayed once per epoch
+def test_graph_epoch_matches_numpy_backend(cupy_emu, dtype, case):
+    m = check_graph_fit(case, dtype, cupy_emu, epochs=2, batch_size=16)
+    assert cupy_emu.graph_device().replays == 2  # captured once, replayed once per epoch
     assert "one CUDA graph launch per epoch" in m.training_path
 
 
@@ -182,7 +187,7 @@ MODES = {
         2,
         "cuBLAS (captured) for 2 of 2 layers",
     ),
-    ("FASTNN_CUPY_GRAPH", "0"): (
+    ("FASTNN_CUPY_GRAPH", "eager"): (
         "adamw-dropout",
         "float32",
         {"batch_size": 16},
@@ -193,49 +198,83 @@ MODES = {
 
 
 @pytest.mark.parametrize("env", list(MODES), ids=lambda e: f"{e[0]}={e[1]}")
-def test_cublas_and_eager_modes_match_numpy(emu, monkeypatch, env):
+def test_cublas_and_eager_modes_match_numpy(cupy_emu, monkeypatch, env):
     case, dtype, fit, replays, path = MODES[env]
     monkeypatch.setenv(*env)
-    dev = cuda_emu.EmuDevice(emu)
-    m, _ = check_graph_fit(case, dtype, "numpy", monkeypatch, dev, epochs=2, **fit)
-    assert dev.replays == replays and path in m.training_path
+    m = check_graph_fit(case, dtype, cupy_emu, epochs=2, **fit)
+    assert cupy_emu.graph_device().replays == replays and path in m.training_path
 
 
-def test_later_fits_replay_the_captured_graph(emu, monkeypatch):
+def test_later_fits_replay_the_captured_graph(cupy_emu):
     import graph_cases
 
-    dev = cuda_emu.EmuDevice(emu)
-    m = graph_cases.model("adam-bce", "float32", "numpy")
+    dev = cupy_emu.graph_device()
+    m = graph_cases.model("adam-bce", "float32", cupy_emu)
     X, y = graph_cases.data("adam-bce", n=32)
-    make = lambda mdl, loss, opt: cupy_graph.make_runner(mdl, loss, opt, device=dev)  # noqa: E731
-    monkeypatch.setattr(m.backend, "epoch_runner", make)
     m.fit(X, y, batch_size=16, epochs=1, verbose=0)
     m.fit(X, y, batch_size=16, epochs=2, verbose=0)
     assert (dev.captures, dev.replays) == (1, 3)
+    assert m.optimizer.iterations == 6
     m.fit(X, y, batch_size=8, epochs=1, verbose=0)  # a new batch size: a new capture
     assert (dev.captures, dev.replays) == (2, 4)
+    m.optimizer.learning_rate = 0.01  # baked into the graph: a new runner, a new capture
+    m.fit(X, y, batch_size=8, epochs=1, verbose=0)
+    assert (dev.captures, dev.replays) == (3, 5)
 
 
-def test_graph_runner_rejects_what_it_cannot_train():
+def test_replayed_adam_continues_a_step_count_set_elsewhere(cupy_emu):
+    """The replayed graph takes each epoch's bias correction from the optimizer, so a
+    count moved between fits (a restore, a per-layer epoch) carries on from there."""
+    import graph_cases
+
+    X, y = graph_cases.data("adam-bce", n=32)
+    runs = []
+    for backend in ("numpy", cupy_emu):
+        m = graph_cases.model("adam-bce", "float64", backend)
+        m.fit(X, y, batch_size=16, epochs=1, verbose=0, seed=0)
+        m.optimizer.iterations = 100
+        m.fit(X, y, batch_size=16, epochs=2, verbose=0, seed=1)
+        runs.append((m.backend.to_numpy(m.theta), m.optimizer.iterations))
+    assert cupy_emu.graph_device().replays == 3
+    np.testing.assert_allclose(runs[1][0], runs[0][0], rtol=1e-11, atol=1e-12)
+    assert runs[0][1] == runs[1][1] == 104
+
+
+def test_what_the_graph_cannot_train_takes_the_per_layer_path(cupy_emu, monkeypatch):
+    """On the per-layer path the CuPy backend's own ops (emulated kernels) agree with
+    the NumPy backend too."""
     from fastnn.layers import Activation
 
-    def built(layers, loss, opt):
-        m = fastnn.Sequential(layers, backend="numpy")
-        m.compile(optimizer=opt, loss=loss)
-        return m.build(5, seed=0)
-
-    m = built(
-        [Dense(4), Activation("relu"), Dense(1, activation="sigmoid")],
-        "binary_crossentropy",
-        "adam",
-    )
-    assert cupy_graph.make_runner(m, m.loss, m.optimizer) is None
-    m = built([Dense(4), Dense(1, activation="sigmoid")], "binary_crossentropy", "rmsprop")
-    assert cupy_graph.make_runner(m, m.loss, m.optimizer) is None
-    m = built([Dense(4), Dense(1)], "binary_crossentropy", "adam")  # probabilities, not logits
-    assert spec_from_model(m, m.loss, m.optimizer) is None
-    m = built([Dense(4), Dense(3, activation="softmax")], "mse", "adam")
-    assert spec_from_model(m, m.loss, m.optimizer) is None  # softmax is row-wise
+    X, y = np.random.default_rng(0).standard_normal((24, 5)), np.arange(24) % 2 * 1.0
+    cases = [
+        (lambda: [Dense(4), Activation("relu"), Dense(1, activation="sigmoid")], "adam"),
+        (lambda: [Dense(4, activation="tanh"), Dense(1, activation="sigmoid")], "rmsprop"),
+        (lambda: [Dense(4), Dense(1)], "adam"),  # probabilities, not logits
+    ]
+    for layers, opt in cases:
+        models = []
+        for backend in ("numpy", cupy_emu):
+            m = fastnn.Sequential(layers(), dtype="float64", backend=backend)
+            m.compile(optimizer=opt, loss="binary_crossentropy")
+            m.build(5, seed=0)
+            m.fit(X, y, batch_size=8, epochs=2, verbose=0, seed=0)
+            models.append(m)
+        ref, m = models
+        assert m.training_path.startswith("per-layer (cupy backend ops"), m.training_path
+        np.testing.assert_allclose(m.theta, ref.theta, rtol=1e-11, atol=1e-12)
+    m = fastnn.Sequential([Dense(4), Dense(3, activation="softmax")], backend=cupy_emu)
+    m.compile(optimizer="adam", loss="mse")
+    m.build(5, seed=0)
+    assert cupy_emu.epoch_runner(m) is None  # softmax is row-wise
+    m = fastnn.Sequential([Dense(4), Dense(1, activation="sigmoid")], backend=cupy_emu)
+    m.compile(optimizer="adam", loss="binary_crossentropy")
+    m.build(5, seed=0)
+    assert cupy_emu.epoch_runner(m) is not None
+    monkeypatch.setenv("FASTNN_CUPY_GRAPH", "0")
+    assert cupy_emu.epoch_runner(m) is None
+    monkeypatch.setenv("FASTNN_CUPY_GRAPH", "sometimes")
+    with pytest.raises(fastnn.errors.ConfigError, match="FASTNN_CUPY_GRAPH"):
+        cupy_emu.epoch_runner(m)
 
 
 def test_crossover_constant_and_override(monkeypatch):

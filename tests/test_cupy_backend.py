@@ -97,13 +97,19 @@ def _model(backend, dropout=0.0):
     return m
 
 
-def test_fit_agrees_with_numpy_and_moves_between_devices():
+@pytest.mark.parametrize("graph", ["1", "0"])
+def test_fit_agrees_with_numpy_and_moves_between_devices(monkeypatch, graph):
+    """Both training paths on "cupy": the CUDA-graph epoch (default) and, with
+    FASTNN_CUPY_GRAPH=0, the per-layer path over the backend's own ops."""
+    monkeypatch.setenv("FASTNN_CUPY_GRAPH", graph)
     rng = np.random.default_rng(3)
     X = rng.standard_normal((300, 11))
     y = (X[:, 0] + X[:, 1] > 0).astype(float)
     mn, mc = _model("numpy"), _model("cupy")
     mn.fit(X, y, epochs=2, batch_size=32, seed=0, verbose=0)
     mc.fit(X, y, epochs=2, batch_size=32, seed=0, verbose=0)
+    path = "cupy graph epoch" if graph == "1" else "per-layer (cupy backend ops"
+    assert mc.training_path.startswith(path), mc.training_path
     for a, b in zip(mn.get_weights(), mc.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
     P = mc.predict(X)

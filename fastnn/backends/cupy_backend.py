@@ -6,6 +6,13 @@ instead of several); everything else uses the defaults of
 :class:`~fastnn.backends.base.Backend` written over ``xp = cupy``. Random numbers are drawn on the host (so a seed gives the same initial weights,
 batch order and dropout masks as on the CPU) and copied over.
 
+Training: :meth:`CupyBackend.epoch_runner` hands ``fit`` the CUDA-graph epoch runner
+(:mod:`fastnn.backends.cupy_graph`: a whole epoch captured once, then replayed) for every
+model it can describe (Dense and Dropout layers, cross-entropy on logits or mse, SGD or
+Adam/AdamW, float32/float64), else None and ``fit`` takes the per-layer path.
+``FASTNN_CUPY_GRAPH=0`` turns the graph path off; ``FASTNN_CUPY_GRAPH=eager`` keeps its
+plan but launches it kernel by kernel instead of capturing it.
+
 TF32 stays off (CuPy's default); opt in with the ``CUPY_TF32=1`` environment variable.
 CuPy is imported when this backend is first created, never by ``import fastnn``.
 """
@@ -117,3 +124,24 @@ class CupyBackend(Backend):
         """SGD / momentum / Nesterov over the flat buffers in one kernel."""
         args = (grad, theta, velocity, lr, momentum, bool(nesterov), weight_decay, theta.size)
         self._k.launch_1d("sgd", theta.dtype, theta.size, args)
+
+    # ------------------------------------------------------------------ fused training
+    def epoch_runner(self, model, loss=None, optimizer=None):
+        """The CUDA-graph epoch runner (:mod:`fastnn.backends.cupy_graph`) for a model it
+        can capture, learnt from ``model.training_spec()``, or None (per-layer path; also
+        when ``FASTNN_CUPY_GRAPH=0``). The runner and its graph are kept for the model
+        while its layers, hyper-parameters and buffers stay the same."""
+        from . import cupy_graph
+
+        if cupy_graph.graph_mode() == "0":
+            return None
+        return cupy_graph.make_runner(model.training_spec(), self.graph_device(), owner=model)
+
+    def graph_device(self):
+        """The device interface the graph runner launches through (made once)."""
+        dev = getattr(self, "_graph_dev", None)
+        if dev is None:
+            from .cupy_graph import CupyDevice
+
+            dev = self._graph_dev = CupyDevice()
+        return dev

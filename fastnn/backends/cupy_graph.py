@@ -12,18 +12,23 @@ and afterwards trains an epoch with one copy of the shuffled data and one graph 
   A layer whose forward product has more than :func:`own_gemm_max_macs` multiply-adds
   uses cuBLAS instead; an epoch with any cuBLAS product is not captured and launches the
   same list eagerly (such layers are GEMM-bound, so the launch cost no longer matters).
-  ``FASTNN_CUPY_GEMM=own|cublas`` forces one kind, ``FASTNN_CUPY_GRAPH=0`` disables
-  capture.
-- Adam's step count and its bias-corrected ``lr_t``/``eps_t`` live in device memory; a
-  one-thread kernel inside the graph advances them before each update, so a replayed
-  epoch continues the count (``optimizer.iterations`` is advanced on the host to match).
+  ``FASTNN_CUPY_GEMM=own|cublas`` forces one kind.
+- ``FASTNN_CUPY_GRAPH``: ``1`` (default) captures; ``eager`` launches the same list
+  without capturing it; ``0`` turns the graph path off (``CupyBackend.epoch_runner``
+  returns None and ``fit`` takes the per-layer path).
+- Adam's per-step ``lr_t``/``eps_t`` come from the optimizer (``OptimizerSpec.step_scalars``,
+  the bias correction written once): each epoch copies the next ``n_batches`` pairs into
+  a device buffer whose slots the captured steps read, so a replayed epoch continues the
+  count; afterwards the runner tells the optimizer ``advance(n_batches)``.
 - Dropout masks come from a device buffer of uniforms, filled once per epoch from the
   host generator in the order the per-layer path draws them (batch by batch, layer by
   layer), so a seed gives the NumPy backend's masks.
 
-The runner trains a :class:`~fastnn.backends.graph_spec.TrainSpec` through a small device
-interface (:class:`CupyDevice`; the test suite runs the same plan through a CPU emulator
-of the kernels). :func:`make_runner` builds one for a model, or returns None.
+The runner trains a model's :class:`~fastnn.spec.ModelSpec` (``model.training_spec()``;
+:func:`~fastnn.backends.graph_spec.graph_layers` says whether it can) through a small
+device interface (:class:`CupyDevice`; the test suite runs the same plan through a CPU
+emulator of the kernels). :func:`make_runner` builds one, or returns None;
+``CupyBackend.epoch_runner`` hands it to :func:`fastnn.training.choose_path`.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ import numpy as np
 
 from ..errors import ConfigError, ShapeError
 from ..kernels import cuda as K
-from .graph_spec import DenseOp, TrainSpec, spec_from_model
+from .graph_spec import graph_layers
 
 #: A layer's products use our GEMM inside the graph when its forward product has at most
 #: this many multiply-adds (batch * d_in * d_out), cuBLAS above. An estimate, not yet
@@ -60,6 +65,18 @@ def own_gemm_max_macs() -> int:
 
 
 _GEMM_MODES = ("own", "cublas", "cublas-graph")
+
+
+def graph_mode() -> str:
+    """``FASTNN_CUPY_GRAPH``: ``"1"`` (capture, the default), ``"eager"`` or ``"0"``."""
+    mode = os.environ.get("FASTNN_CUPY_GRAPH", "1").strip().lower() or "1"
+    if mode not in ("1", "eager", "0"):
+        raise ConfigError(f"FASTNN_CUPY_GRAPH must be 1, eager or 0, got {mode!r}")
+    return mode
+
+
+def _dense(ls) -> bool:
+    return ls.kind == "dense"
 
 
 def _forced_gemm() -> str | None:
@@ -138,38 +155,41 @@ class _Plan:
 
 
 class GraphEpochRunner:
-    """Trains one epoch of a :class:`TrainSpec` per :meth:`run` call, in place on
-    ``theta`` and the optimizer ``state`` (``(m, v)`` for Adam, ``(velocity,)`` for SGD).
+    """Trains one epoch of a model's :class:`~fastnn.spec.ModelSpec` per :meth:`run` call,
+    in place on its ``theta`` and the optimizer's state buffers (``(m, v)`` for Adam,
+    ``(velocity,)`` for SGD), which the spec hands over.
 
-    ``counter`` is the object whose ``iterations`` counts the optimizer's steps (the
-    optimizer itself); ``device`` a :class:`CupyDevice` (default) or a stand-in.
+    ``layers`` are the spec's layers the graph launches (:func:`graph_layers`); ``device``
+    a :class:`CupyDevice` (default) or a stand-in with the same methods.
     """
 
-    def __init__(self, spec: TrainSpec, dtype, theta, grad, state, counter, device=None):
-        self.spec = spec.validate()
-        self.dtype = np.dtype(dtype)
-        if self.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
-            raise ConfigError(f"the graph path trains float32 or float64, not {self.dtype}")
+    def __init__(self, spec, layers, device=None):
+        self.dtype = np.dtype(spec.dtype)
+        self.layers = tuple(layers)
+        self.dense = [ls for ls in self.layers if _dense(ls)]
         self.dev = device or CupyDevice()
-        self.theta, self.grad, self.state, self.counter = theta, grad, tuple(state), counter
-        for a in (theta, grad, *self.state):
-            if a.shape != (spec.n_params,) or a.dtype != self.dtype:
-                raise ConfigError("theta, grad and optimizer state must match the spec")
-        xp = self.dev.xp
-        self.t_dev = xp.zeros(1, dtype=np.int64)
-        self.scalars = xp.zeros(2, dtype=np.float64)
-        self._t_known = None
+        self.rebind(spec)
+        self.theta, self.grad, self.state = spec.theta, spec.grad, tuple(spec.optimizer.state)
+        for a in (self.theta, self.grad, *self.state):
+            if a.shape != spec.theta.shape or a.dtype != self.dtype:
+                raise ConfigError("theta, grad and optimizer state must match the model")
+        self.n_params = int(spec.theta.size)
         self._plans: dict = {}
         self._bufs = None
         self.description = self._describe(None)
+
+    def rebind(self, spec) -> None:
+        """Take a fresh spec of the same model (the same buffers): the optimizer's
+        ``step_scalars``/``advance`` of this fit."""
+        self.spec, self.opt = spec, spec.optimizer
+        self.loss, self.hyper = spec.loss, spec.optimizer.hyper
 
     # ---------------------------------------------------------------- public
     def run(self, Xp, yp, wp, batch_size: int, rng):
         """Train one epoch over the (already shuffled) rows ``Xp (n, d)``, targets ``yp``
         and row weights ``wp (n, 1)`` or None; returns ``(loss_sum, out)``: the weighted
         loss summed over rows (a device scalar) and the outputs ``(n, k)`` (logits for a
-        cross-entropy head)."""
-        spec = self.spec
+        cross-entropy head). Tells the optimizer how many steps ran (``advance``)."""
         n = self._check(Xp, yp, wp)
         plan = self._plan(n, int(batch_size), wp is not None)
         b = self._bufs
@@ -177,21 +197,19 @@ class GraphEpochRunner:
         b["y"][...] = yp.reshape(b["y"].shape)
         if wp is not None:
             b["w"][...] = wp.reshape(n)
-        width = sum(op.width for op in spec.ops if not isinstance(op, DenseOp))
+        width = self._dropout_width()
         if width:
             self.dev.upload(rng.random(n * width, dtype=np.float64), b["U"])
-        t0 = int(getattr(self.counter, "iterations", 0))
-        if self._t_known != t0:
-            self.dev.upload(np.array([t0], dtype=np.int64), self.t_dev)
+        if self.opt.kind == "adam":
+            lr_ts, eps_ts = self.opt.step_scalars(plan.n_batches)
+            self.dev.upload(np.stack([lr_ts, eps_ts], axis=1).reshape(-1), b["S"])
         plan.run()
-        self.counter.iterations = self._t_known = t0 + plan.n_batches
+        self.opt.advance(plan.n_batches)
         self.description = self._describe(plan)
         return b["loss"].sum(), b["out"].copy()
 
-    def device_step(self) -> int:
-        """Adam's step count as the device holds it (synchronizes)."""
-        t = self.t_dev
-        return int((t.get() if hasattr(t, "get") else t)[0])
+    def _dropout_width(self) -> int:
+        return sum(ls.d_out for ls in self.layers if not _dense(ls))
 
     # ---------------------------------------------------------------- checks
     def _check(self, Xp, yp, wp) -> int:
@@ -199,7 +217,7 @@ class GraphEpochRunner:
         if Xp.ndim != 2 or Xp.shape[1] != spec.d_in:
             raise ShapeError(f"X must have shape (n, {spec.d_in}), got {tuple(Xp.shape)}")
         n = int(Xp.shape[0])
-        if spec.sparse:
+        if self.loss.sparse:
             if yp.size != n or yp.dtype.kind not in "iu":
                 raise ShapeError(f"targets must be {n} integer class indices")
             if n and (int(yp.min()) < 0 or int(yp.max()) >= spec.k_out):
@@ -211,13 +229,13 @@ class GraphEpochRunner:
         return n
 
     # ---------------------------------------------------------------- planning
-    def _gemm_mode(self, op: DenseOp, batch_size: int) -> str:
+    def _gemm_mode(self, ls, batch_size: int) -> str:
         """ "own" (our GEMM, captured), "cublas" (eager) or "cublas-graph" (cuBLAS
         called through its C API so that it can be captured; experimental, opt-in)."""
         forced = _forced_gemm()
         if forced is not None:
             return forced
-        return "cublas" if batch_size * op.d_in * op.d_out > own_gemm_max_macs() else "own"
+        return "cublas" if batch_size * ls.d_in * ls.d_out > own_gemm_max_macs() else "own"
 
     def _plan(self, n: int, batch_size: int, has_w: bool):
         key = (n, batch_size, has_w)
@@ -225,58 +243,53 @@ class GraphEpochRunner:
         if plan is not None:
             return plan
         self._plans.clear()  # one live plan: its buffers are the runner's buffers
-        self._bufs = self._alloc(n, batch_size)
+        n_batches = -(-n // batch_size)
+        self._bufs = self._alloc(n, batch_size, n_batches)
         steps = _Steps(self, batch_size, has_w)
         ops = []
         u_off = 0
-        for start in range(0, n, batch_size):
+        for i, start in enumerate(range(0, n, batch_size)):
             nb = min(batch_size, n - start)
-            u_off = steps.step(ops, start, nb, u_off)
+            u_off = steps.step(ops, i, start, nb, u_off)
         cublas = steps.cublas_layers
         graph = None
-        capture = os.environ.get("FASTNN_CUPY_GRAPH", "1").strip() != "0"
         error = None
-        if capture and not cublas and len(ops) <= MAX_GRAPH_NODES:
+        if graph_mode() == "1" and not cublas and len(ops) <= MAX_GRAPH_NODES:
             self.dev.synchronize()
             try:
                 graph = self.dev.capture(lambda: [op() for op in ops])
             except Exception as exc:  # e.g. a library that refuses capture: run eagerly
                 error = f"{type(exc).__name__}: {exc}"
-        plan = _Plan(ops, graph is not None, graph, -(-n // batch_size), cublas)
+        plan = _Plan(ops, graph is not None, graph, n_batches, cublas)
         plan.graph_cublas_layers = steps.graph_cublas_layers
         plan.capture_error = error
         self._plans[key] = plan
         return plan
 
-    def _alloc(self, n: int, batch_size: int) -> dict:
+    def _alloc(self, n: int, batch_size: int, n_batches: int) -> dict:
         spec, xp, dt = self.spec, self.dev.xp, self.dtype
-        widths = [spec.d_in] + [
-            op.d_out if isinstance(op, DenseOp) else op.width for op in spec.ops
-        ]
-        max_w = max(widths)
+        max_w = max([spec.d_in] + [ls.d_out for ls in self.layers])
+        sparse = self.loss.sparse
         b = {
             "X": xp.empty((n, spec.d_in), dtype=dt),
-            "y": xp.empty((n,), dtype=np.int64)
-            if spec.sparse
-            else xp.empty((n, spec.k_out), dtype=dt),
+            "y": xp.empty((n,), dtype=np.int64) if sparse else xp.empty((n, spec.k_out), dtype=dt),
             "w": xp.empty((n,), dtype=dt),
             "out": xp.empty((n, spec.k_out), dtype=dt),
             "loss": xp.zeros((n,), dtype=dt),
             "G0": xp.empty((batch_size * max_w,), dtype=dt),
             "G1": xp.empty((batch_size * max_w,), dtype=dt),
+            "U": xp.empty((max(n * self._dropout_width(), 1),), dtype=dt),
+            "S": xp.zeros((2 * n_batches,), dtype=np.float64),  # (lr_t, eps_t) per step
         }
-        width = sum(op.width for op in spec.ops if not isinstance(op, DenseOp))
-        b["U"] = xp.empty((max(n * width, 1),), dtype=dt)
-        for q, op in enumerate(spec.ops):
-            d = op.d_out if isinstance(op, DenseOp) else op.width
-            b[f"Z{q}"] = xp.empty((batch_size * d,), dtype=dt)  # Z, or the dropout mask
-            b[f"Y{q}"] = xp.empty((batch_size * d,), dtype=dt)
+        for q, ls in enumerate(self.layers):
+            b[f"Z{q}"] = xp.empty((batch_size * ls.d_out,), dtype=dt)  # Z, or the mask
+            b[f"Y{q}"] = xp.empty((batch_size * ls.d_out,), dtype=dt)
         return b
 
     def _describe(self, plan) -> str:
-        spec = self.spec
-        n = len(spec.dense)
-        head = f"cupy graph epoch ({n} Dense layer{'s' if n != 1 else ''}, {spec.optimizer}"
+        n = len(self.dense)
+        name = self.opt.name
+        head = f"cupy graph epoch ({n} Dense layer{'s' if n != 1 else ''}, {name}"
         if plan is None:
             return head + "; one CUDA graph per epoch when every layer is small enough)"
         if plan.captured:
@@ -295,16 +308,16 @@ class _Steps:
 
     def __init__(self, runner: GraphEpochRunner, batch_size: int, has_w: bool):
         self.r = runner
-        self.spec = runner.spec
+        self.layers = runner.layers
+        self.k_out = runner.spec.k_out
         self.dt = runner.dtype
         self.dev = runner.dev
         self.b = runner._bufs
         self.has_w = has_w
-        self.cublas = [runner._gemm_mode(op, batch_size) for op in self.spec.dense]
+        self.cublas = [runner._gemm_mode(ls, batch_size) for ls in runner.dense]
         self.cublas_layers = sum(mode == "cublas" for mode in self.cublas)
         self.graph_cublas_layers = sum(mode == "cublas-graph" for mode in self.cublas)
-        first = [q for q, op in enumerate(self.spec.ops) if isinstance(op, DenseOp)]
-        self.first_param = first[0]
+        self.first_param = next(q for q, ls in enumerate(self.layers) if _dense(ls))
 
     # -------------------------------------------------------------- helpers
     def _view(self, key, nb, d):
@@ -344,128 +357,123 @@ class _Steps:
         self._launch(ops, name, grid, 256, args)
 
     # -------------------------------------------------------------- one step
-    def step(self, ops, start: int, nb: int, u_off: int) -> int:
-        """Append the launches of the step over rows ``start : start + nb``."""
+    def step(self, ops, i: int, start: int, nb: int, u_off: int) -> int:
+        """Append the launches of step ``i``, over rows ``start : start + nb``."""
         acts, u_off = self._forward(ops, start, nb, u_off)
         self._loss(ops, start, nb)
-        self._backward(ops, start, nb, acts)
-        self._update(ops)
+        self._backward(ops, nb, acts)
+        self._update(ops, i)
         return u_off
 
     def _forward(self, ops, start, nb, u_off):
-        spec, b = self.spec, self.b
+        b, theta = self.b, self.r.theta
         A = b["X"][start : start + nb]
-        acts = []  # (input, Z, Y) per op
+        acts = []  # (input, Z, Y) per layer
         li = 0
-        last = len(spec.ops) - 1
-        for q, op in enumerate(spec.ops):
-            if isinstance(op, DenseOp):
-                W = self._param(self.r.theta, op.w_offset, (op.d_in, op.d_out))
-                bias = (
-                    None
-                    if op.b_offset is None
-                    else self._param(self.r.theta, op.b_offset, (op.d_out,))
-                )
-                code = K.ACT_CODES[op.activation]
+        last = len(self.layers) - 1
+        for q, ls in enumerate(self.layers):
+            if _dense(ls):
+                W = self._param(theta, ls.w_offset, (ls.d_in, ls.d_out))
+                bias = None if ls.b_offset < 0 else self._param(theta, ls.b_offset, (ls.d_out,))
+                code = K.ACT_CODES[ls.activation]
                 rows_out = b["out"][start : start + nb]
-                if op.activation == "linear":
-                    Z = rows_out if q == last else self._view(f"Z{q}", nb, op.d_out)
+                if ls.activation == "linear":
+                    Z = rows_out if q == last else self._view(f"Z{q}", nb, ls.d_out)
                     Y = None
                 else:
-                    Z = self._view(f"Z{q}", nb, op.d_out)
-                    Y = rows_out if q == last else self._view(f"Y{q}", nb, op.d_out)
-                self._gemm(ops, self.cublas[li], A, 0, W, 0, Z, bias, code, op.alpha, Y)
+                    Z = self._view(f"Z{q}", nb, ls.d_out)
+                    Y = rows_out if q == last else self._view(f"Y{q}", nb, ls.d_out)
+                self._gemm(ops, self.cublas[li], A, 0, W, 0, Z, bias, code, ls.alpha, Y)
                 li += 1
                 Y = Z if Y is None else Y
             else:
-                Z = self._view(f"Z{q}", nb, op.width)  # the mask
-                Y = self._view(f"Y{q}", nb, op.width)
-                U = b["U"][u_off : u_off + nb * op.width]
-                u_off += nb * op.width
-                keep = 1.0 / (1.0 - op.rate)
-                self._launch_1d(ops, "dropout_fwd", Z.size, (Z.size, U, op.rate, keep, A, Z, Y))
+                Z = self._view(f"Z{q}", nb, ls.d_out)  # the mask
+                Y = self._view(f"Y{q}", nb, ls.d_out)
+                U = b["U"][u_off : u_off + nb * ls.d_out]
+                u_off += nb * ls.d_out
+                keep = 1.0 / (1.0 - ls.rate)
+                self._launch_1d(ops, "dropout_fwd", Z.size, (Z.size, U, ls.rate, keep, A, Z, Y))
             acts.append((A, Z, Y))
             A = Y
         return acts, u_off
 
     def _loss(self, ops, start, nb):
-        spec, b = self.spec, self.b
-        k = spec.k_out
+        b, loss = self.b, self.r.loss
+        k = self.k_out
         P = b["out"][start : start + nb]
         dP = self._view("G0", nb, k)
         y = b["y"][start : start + nb]
-        yi, yf = (y, P) if spec.sparse else (b["loss"], y)
+        yi, yf = (y, P) if loss.sparse else (b["loss"], y)
         w = b["w"][start : start + nb] if self.has_w else P
-        args = (K.LOSS_CODES[spec.loss], spec.sparse, nb, k, P, yf, yi, w, self.has_w)
+        args = (K.LOSS_CODES[loss.kind], loss.sparse, nb, k, P, yf, yi, w, self.has_w)
         args += (1.0 / nb, b["loss"][start : start + nb], dP)
         self._launch_1d(ops, "loss_rows", nb, args)
 
-    def _backward(self, ops, start, nb, acts):
-        spec = self.spec
+    def _backward(self, ops, nb, acts):
         g_cur = "G0"
-        li = len(spec.dense) - 1
-        for q in range(len(spec.ops) - 1, self.first_param - 1, -1):
-            op = spec.ops[q]
+        li = len(self.cublas) - 1
+        theta, grad = self.r.theta, self.r.grad
+        for q in range(len(self.layers) - 1, self.first_param - 1, -1):
+            ls = self.layers[q]
             A, Z, Y = acts[q]
-            if not isinstance(op, DenseOp):
-                gY = self._view(g_cur, nb, op.width)
+            gY = self._view(g_cur, nb, ls.d_out)
+            if not _dense(ls):
                 self._launch_1d(ops, "mul", gY.size, (gY.size, gY, Z, gY))
                 continue
-            gY = self._view(g_cur, nb, op.d_out)
-            has_b = op.b_offset is not None
-            if op.activation != "linear" or has_b:
-                db = self._param(self.r.grad, op.b_offset, (op.d_out,)) if has_b else gY
-                code = K.ACT_CODES[op.activation]
-                args = (nb, op.d_out, Z, Y, gY, code, op.alpha, gY, db, has_b)
-                self._launch(ops, "act_backward_colsum", -(-op.d_out // 32), 256, args)
-            dW = self._param(self.r.grad, op.w_offset, (op.d_in, op.d_out))
+            has_b = ls.b_offset >= 0
+            if ls.activation != "linear" or has_b:
+                db = self._param(grad, ls.b_offset, (ls.d_out,)) if has_b else gY
+                code = K.ACT_CODES[ls.activation]
+                args = (nb, ls.d_out, Z, Y, gY, code, ls.alpha, gY, db, has_b)
+                self._launch(ops, "act_backward_colsum", -(-ls.d_out // 32), 256, args)
+            dW = self._param(grad, ls.w_offset, (ls.d_in, ls.d_out))
             self._gemm(ops, self.cublas[li], A, 1, gY, 0, dW)
             if q > self.first_param:
                 g_cur = "G1" if g_cur == "G0" else "G0"
-                W = self._param(self.r.theta, op.w_offset, (op.d_in, op.d_out))
-                self._gemm(ops, self.cublas[li], gY, 0, W, 1, self._view(g_cur, nb, op.d_in))
+                W = self._param(theta, ls.w_offset, (ls.d_in, ls.d_out))
+                self._gemm(ops, self.cublas[li], gY, 0, W, 1, self._view(g_cur, nb, ls.d_in))
             li -= 1
 
-    def _update(self, ops):
-        r, h = self.r, self.spec.hyper
-        n = self.spec.n_params
+    def _update(self, ops, i: int):
+        r, h = self.r, self.r.hyper
+        n = r.n_params
         wd = float(h.get("weight_decay", 0.0))
-        if self.spec.optimizer == "sgd":
+        if r.opt.kind == "sgd":
             (vel,) = r.state
             args = (r.grad, r.theta, vel, h["learning_rate"], h["momentum"], h["nesterov"], wd, n)
             self._launch_1d(ops, "sgd", n, args)
             return
         lr, b1, b2 = h["learning_rate"], h["beta_1"], h["beta_2"]
-        args = (r.t_dev, r.scalars, lr, b1, b2, h["epsilon"])
-        self._launch(ops, "adam_scalars", 1, 1, args)
-        decoupled = h["decoupled"]
-        l2, decay = (0.0, 1.0 - lr * wd) if decoupled else (wd, 1.0)
+        l2, decay = (0.0, 1.0 - lr * wd) if h["decoupled"] else (wd, 1.0)
         m, v = r.state
-        args = (r.grad, r.theta, m, v, r.scalars, b1, b2, l2, decay, n)
+        s = self.b["S"][2 * i : 2 * i + 2]  # this step's (lr_t, eps_t), uploaded per epoch
+        args = (r.grad, r.theta, m, v, s, b1, b2, l2, decay, n)
         self._launch_1d(ops, "adam_dev", n, args)
 
 
 _RUNNERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def make_runner(model, loss, optimizer, device=None):
-    """A :class:`GraphEpochRunner` for a built, compiled model on the CuPy backend, or
-    None when its layers, loss or optimizer are not ones the graph path trains.
+def make_runner(spec, device=None, owner=None):
+    """A :class:`GraphEpochRunner` for a model's :class:`~fastnn.spec.ModelSpec`, or None
+    when its layers, loss, optimizer or dtype are not ones the graph path trains.
 
-    The runner (and so its captured graph) is kept for the model and handed out again by
-    later ``fit`` calls while the model's spec and buffers are unchanged.
+    With ``owner`` (the model), the runner, and so its captured graph, is kept for it and
+    handed out again by later ``fit`` calls while the spec's layers, loss, hyper-parameters
+    and buffers are unchanged.
     """
-    spec = spec_from_model(model, loss, optimizer)
-    if spec is None:
+    layers = graph_layers(spec)
+    if layers is None:
         return None
-    names = ("m", "v") if spec.optimizer == "adam" else ("velocity",)
-    state = [optimizer.state[k] for k in names]
-    key = (spec, model.dtype, id(optimizer), *map(id, (model.theta, model.grad, *state)))
-    cached = _RUNNERS.get(model)
+    opt = spec.optimizer
+    hyper = tuple(sorted(opt.hyper.items()))
+    buffers = tuple(map(id, (spec.theta, spec.grad, *opt.state)))
+    key = (layers, spec.loss, opt.kind, opt.name, hyper, np.dtype(spec.dtype), buffers)
+    cached = None if owner is None else _RUNNERS.get(owner)
     if cached is not None and cached[0] == key and (device is None or cached[1].dev is device):
+        cached[1].rebind(spec)
         return cached[1]
-    runner = GraphEpochRunner(
-        spec, model.dtype, model.theta, model.grad, state, optimizer, device=device
-    )
-    _RUNNERS[model] = (key, runner)
+    runner = GraphEpochRunner(spec, layers, device=device)
+    if owner is not None:
+        _RUNNERS[owner] = (key, runner)
     return runner
