@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from fastnn import bench as B
+from fastnn.bench.compare import compare as _compare
+from fastnn.bench.peers.jax import prepare as _prepare_jax
 
 RESULTS = Path(__file__).parent / "results"
 ROWS = 8192
@@ -89,7 +91,7 @@ def contenders() -> list[B.Contender]:
     return [
         _forced_contender("after", "fastnn numba (this branch, auto)", lambda spec: None),
         _forced_contender("before", "fastnn numba (main's rule)", main_rule_path),
-        B.Contender("jax", "JAX lax.scan epoch + optax", "peer", B._prepare_jax),
+        B.Contender("jax", "JAX lax.scan epoch + optax", "peer", _prepare_jax),
     ]
 
 
@@ -97,7 +99,7 @@ def compare(spec: B.NetSpec, data: B.Dataset, epochs: int, reps: int) -> dict:
     """Round-robin runs of every contender on ``spec``; per contender the median
     seconds per epoch, and the ratios JAX / fastnn."""
     task = B.Task(spec.name, spec, data, epochs)
-    rows = {r["contender"]: r for r in B._compare(task, contenders(), reps, None)}
+    rows = {r["contender"]: r for r in _compare(task, contenders(), reps, None)}
     out = {"network": spec.describe(), "epochs": epochs, "reps": reps}
     for name, r in rows.items():
         if "error" in r:

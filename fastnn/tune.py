@@ -37,6 +37,7 @@ callable: ``fastnn.tune(...)`` is ``fastnn.tune.tune(...)``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing as mp
 import os
@@ -243,6 +244,24 @@ def _init_worker(state: dict, in_child: bool = True) -> None:
     _W.update(state)
 
 
+@contextlib.contextmanager
+def _one_compiled_epoch():
+    """Train every trial on the Numba backend's generic mid path (one compiled function
+    for any Dense stack) unless ``FASTNN_NUMBA_PATH`` is set: the hand-loop path compiles
+    one epoch per network shape (seconds each), which a search over 20 shapes would pay
+    20 times (measured on churn, 20 trials x 5 folds, 2 cores: 50 s against 16 s)."""
+    from .backends import numba_mid
+
+    if "FASTNN_NUMBA_PATH" in os.environ or not numba_mid.mid_available():
+        yield
+        return
+    os.environ["FASTNN_NUMBA_PATH"] = "mid"
+    try:
+        yield
+    finally:
+        os.environ.pop("FASTNN_NUMBA_PATH", None)
+
+
 def run_fold(config: dict, fold: int, seed: int) -> dict:
     """Train ``config`` on one fold (data from :func:`_init_worker`); returns
     ``{"score", "epochs" (best epoch, 1-based), "seconds"}``."""
@@ -257,7 +276,7 @@ def run_fold(config: dict, fold: int, seed: int) -> dict:
         mu, sd = float(y_tr.mean()), float(y_tr.std()) or 1.0
         y_tr, y_va = (y_tr - mu) / sd, (y_va - mu) / sd
     t0 = time.perf_counter()
-    with threadpool_limits(1), warnings.catch_warnings():
+    with threadpool_limits(1), warnings.catch_warnings(), _one_compiled_epoch():
         warnings.simplefilter("ignore")  # a diverging trial is scored, not reported
         model = build_model(config, task, _W["n_outputs"], _W["backend"], metrics=())
         stop = EarlyStopping(patience=_W["patience"], restore_best_weights=True)
