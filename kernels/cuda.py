@@ -62,7 +62,6 @@ KERNELS = {
     "dropout_fwd": ("train.cu", "lpddppp", True, False),
     "mul": ("train.cu", "lppp", True, False),
     "adam_dev": ("train.cu", "pppppddddl", True, False),
-    "adam_scalars": ("train.cu", "ppdddd", False, False),
 }
 
 #: threads per block of the 1-D kernels, and the most blocks a grid-stride loop asks for

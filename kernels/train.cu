@@ -170,7 +170,8 @@ __device__ void mul(fastnn_i64 n, const T* a, const T* b, T* out) {
 }
 
 // Adam with the bias-corrected scalars read from device memory (s[0] = lr_t,
-// s[1] = eps_t, written by fastnn_adam_scalars earlier in the same stream)
+// s[1] = eps_t: this step's pair of the buffer the runner fills once per epoch from the
+// optimizer's step_scalars)
 template <typename T>
 __device__ void adam_dev(const T* g, T* theta, T* m, T* v, const double* s, double b1,
                          double b2, double l2, double decay, fastnn_i64 n) {
@@ -179,21 +180,6 @@ __device__ void adam_dev(const T* g, T* theta, T* m, T* v, const double* s, doub
     for (fastnn_i64 i = fastnn_tid(); i < n; i += fastnn_stride())
         fastnn_adam_at<T>(i, g, theta, m, v, lr_t, eps_t, b1, b2, l2, decay);
 }
-
-// one thread: advance Adam's step count t and write lr_t, eps_t for the new step
-__device__ void adam_scalars(fastnn_i64* t, double* s, double lr, double b1, double b2,
-                             double eps) {
-    if (fastnn_tid() != 0) return;
-    const fastnn_i64 step = t[0] + 1;
-    t[0] = step;
-    const double c2 = sqrt(1.0 - pow(b2, (double)step));
-    s[0] = lr * c2 / (1.0 - pow(b1, (double)step));
-    s[1] = eps * c2;
-}
-
-FASTNN_EXPORT(fastnn_adam_scalars,
-              (fastnn_i64 * t, double* s, double lr, double b1, double b2, double eps),
-              adam_scalars(t, s, lr, b1, b2, eps))
 
 #define FASTNN_GEMM_PARAMS(T)                                                               \
     (int M, int N, int K, const T* A, int lda, int transA, const T* B, int ldb, int transB, \
