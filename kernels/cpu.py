@@ -24,8 +24,10 @@ activations feature-major ``(features, rows)`` (see ``dense_forward_t``). ``W (d
 d_out)`` is a reshaped view of the flat parameter buffer ``theta``; outputs are written
 into caller-provided arrays. Transcendentals (``np.exp``, ``np.tanh``, ``np.log1p``) compile
 to scalar libm calls, 10-40x slower per element than NumPy's SIMD loops: fine inside a
-small network's step, which is why the backend sends big sigmoid/tanh/softmax arrays to
-NumPy instead.
+small network's step, which is why the backend sends big softmax (and float64
+sigmoid/tanh) arrays to NumPy instead. The float32 tanh and sigmoid activations are the
+exception: :func:`tanh32` is a rational approximation LLVM vectorises (within 4e-7 of
+the exact tanh, as XLA's and ONNX Runtime's).
 
 Codes (``ACT_CODES``, ``LOSS_*``, ``OPT_*``) are small ints naming the kernels; every
 activation, loss and optimizer has its own small kernel, so a compiled epoch compiles
@@ -172,23 +174,82 @@ def leaky_relu_forward(Z, alpha, Y):
             Y[r, j] = z if z > zero else z * alpha
 
 
+# float32 tanh as a rational function that LLVM vectorises: the minimax approximation
+# of Eigen's ``generic_fast_tanh_float``, which XLA (JAX on CPU) and ONNX Runtime's MLAS
+# also use. At most 3.6e-7 from the exact tanh (about 3 float32 ulps of 1; NumPy's own
+# SIMD tanh: 1.4 ulps), 1.6 ns an element against 29 ns for the scalar libm call
+# (128x26 block, measured). NaN stays NaN, +-inf gives +-1. float64 keeps np.tanh.
+_T_CLAMP = np.float32(7.90531110763549805)  # tanh rounds to +-1 in float32 beyond this
+_T_TINY = np.float32(0.0004)  # below this tanh(x) is x in float32
+_T_P = tuple(
+    np.float32(c)
+    for c in (
+        -2.76076847742355e-16,
+        2.00018790482477e-13,
+        -8.60467152213735e-11,
+        5.12229709037114e-08,
+        1.48572235717979e-05,
+        6.37261928875436e-04,
+        4.89352455891786e-03,
+    )
+)
+_T_Q = tuple(
+    np.float32(c)
+    for c in (
+        1.19825839466702e-06,
+        1.18534705686654e-04,
+        2.26843463243900e-03,
+        4.89352518554385e-03,
+    )
+)
+
+
+@njit(inline="always", **_JIT)
+def tanh32(x):
+    """``tanh(x)`` for a float32 ``x``, vectorisable (see ``_T_P``)."""
+    c = _T_CLAMP if x > _T_CLAMP else x  # comparisons with NaN are false: NaN passes
+    c = -_T_CLAMP if c < -_T_CLAMP else c
+    c2 = c * c
+    p = c2 * _T_P[0] + _T_P[1]
+    p = c2 * p + _T_P[2]
+    p = c2 * p + _T_P[3]
+    p = c2 * p + _T_P[4]
+    p = c2 * p + _T_P[5]
+    p = c2 * p + _T_P[6]
+    q = c2 * _T_Q[0] + _T_Q[1]
+    q = c2 * q + _T_Q[2]
+    q = c2 * q + _T_Q[3]
+    t = (c * p) / q
+    return x if abs(x) < _T_TINY else t
+
+
 @njit(**_JIT)
 def sigmoid_forward(Z, alpha, Y):
-    """``Y = 0.5 * tanh(0.5 * Z) + 0.5``."""
+    """``Y = 0.5 * tanh(0.5 * Z) + 0.5`` (float32: :func:`tanh32`)."""
     n, d = Z.shape
     half = Z.dtype.type(0.5)
-    for r in range(n):
-        for j in range(d):
-            Y[r, j] = half * np.tanh(Z[r, j] * half) + half
+    if Z.itemsize == 4:
+        for r in range(n):
+            for j in range(d):
+                Y[r, j] = half * tanh32(Z[r, j] * half) + half
+    else:
+        for r in range(n):
+            for j in range(d):
+                Y[r, j] = half * np.tanh(Z[r, j] * half) + half
 
 
 @njit(**_JIT)
 def tanh_forward(Z, alpha, Y):
-    """``Y = tanh(Z)``."""
+    """``Y = tanh(Z)`` (float32: :func:`tanh32`)."""
     n, d = Z.shape
-    for r in range(n):
-        for j in range(d):
-            Y[r, j] = np.tanh(Z[r, j])
+    if Z.itemsize == 4:
+        for r in range(n):
+            for j in range(d):
+                Y[r, j] = tanh32(Z[r, j])
+    else:
+        for r in range(n):
+            for j in range(d):
+                Y[r, j] = np.tanh(Z[r, j])
 
 
 @njit(inline="always", **_JIT)

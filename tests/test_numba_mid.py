@@ -117,20 +117,23 @@ def test_rule_picks_loops_small_and_mid_wider(monkeypatch):
     plan = m.backend.epoch_runner(m, m.loss, m.optimizer).plan
     plan.macs_per_row = numba_mid.MID_MAX_MACS_PER_ROW + 1  # 1024-wide: NumPy's BLAS
     assert numba_mid.choose_path(plan, 32) is None
-    # a tanh layer of 64 x 32 elements a step: scalar libm in compiled code loses to
-    # NumPy's SIMD tanh on the BLAS path
-    m = fastnn.Sequential(
-        [Dense(64, "tanh"), Dense(64, "tanh"), Dense(1, "sigmoid")], backend="numba"
-    )
-    m.compile(optimizer="adam", loss="binary_crossentropy")
-    m.fit(np.zeros((64, 11)), np.arange(64) % 2, batch_size=32, epochs=1, verbose=0)
-    assert "BLAS products + compiled" in m.training_path, m.training_path
-    assert (
-        numba_mid.transcendental_width(
-            m.backend.epoch_runner(m, m.loss, m.optimizer).plan.ops_units
+    # a float64 tanh layer of 64 x 32 elements a step: scalar libm in compiled code loses
+    # to NumPy's SIMD tanh on the BLAS path; float32 tanh is vectorised: the mid path
+    for dtype, path in (
+        ("float64", "BLAS products + compiled"),
+        ("float32", "BLAS products inside"),
+    ):
+        m = fastnn.Sequential(
+            [Dense(64, "tanh"), Dense(64, "tanh"), Dense(1, "sigmoid")],
+            backend="numba",
+            dtype=dtype,
         )
-        == 64
-    )
+        m.compile(optimizer="adam", loss="binary_crossentropy")
+        m.fit(np.zeros((64, 11)), np.arange(64) % 2, batch_size=32, epochs=1, verbose=0)
+        assert path in m.training_path, (dtype, m.training_path)
+        ops = m.backend.epoch_runner(m, m.loss, m.optimizer).plan.ops_units
+        assert numba_mid.transcendental_width(ops) == 64
+        assert numba_mid.transcendental_width(ops, dtype) == (64 if dtype == "float64" else 0)
 
 
 def test_threads_limited_only_for_the_epoch(mid):

@@ -167,6 +167,7 @@ def plan(k, spec):
     p.opt_code = opt_code
     p.loss_code = _loss_code(k, spec.loss)
     p.d_in, p.k_out = spec.d_in, spec.k_out
+    p.dtype = np.dtype(spec.dtype)
     _layout(k, p, rows, spec.dtype)
     p.macs_per_row = int(sum(r[2] * r[3] for r in rows if r[0] == k.OP_DENSE))
     p.dropout_width = int(sum(r[3] for r in rows if r[0] == k.OP_DROPOUT))

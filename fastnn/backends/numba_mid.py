@@ -11,7 +11,8 @@ rule between them (``benchmarks/mid_width.py``, results in
   :data:`LOOPS_MAX_MACS_PER_ROW` (below that BLAS's fixed cost per call, ~0.3 us, is
   more than the loops' arithmetic);
 * the mid path above it, up to :data:`MID_MAX_MACS_PER_ROW`, whenever Numba can call
-  BLAS (SciPy importable) and no sigmoid/tanh/softmax layer has more than
+  BLAS (SciPy importable) and no layer whose activation compiled code computes with
+  scalar libm calls (softmax; sigmoid and tanh in float64) has more than
   :data:`TRANSCENDENTAL_MAX` elements a step: the same GEMMs as the Python-driven BLAS
   path, without its per-call Python overhead;
 * otherwise (no SciPy, 1024-wide layers, whose GEMMs pay NumPy's BLAS threads, or wide
@@ -37,9 +38,12 @@ LOOPS_MAX_MACS_PER_ROW = 300
 #: on NumPy's BLAS with every core, wins on an idle machine (11-1024-1024-1/32: 405 vs
 #: 666 ms an epoch; 784-1024-1024-10/256: 268 vs 497 ms); 512-wide layers tie
 MID_MAX_MACS_PER_ROW = 500_000
-#: above this many sigmoid/tanh/softmax elements in one layer's step, the mid path's
-#: scalar libm calls (~8 ns an element) lose to the BLAS path's NumPy SIMD passes
-#: (11-64-64-1 tanh at batch 32: 103 vs 74 us a step); the backend's own bar for NumPy
+#: above this many softmax (or float64 sigmoid/tanh) elements in one layer's step, the
+#: mid path's scalar libm calls (~8-30 ns an element) lose to the BLAS path's NumPy SIMD
+#: passes (11-64-64-1 tanh float64 at batch 32: 103 vs 74 us a step); the backend's own
+#: bar for NumPy. float32 sigmoid/tanh are vectorised in compiled code
+#: (``kernels.cpu.tanh32``): 11-64-64-1 tanh at batch 32 measured 4.9-6.2 ms an epoch on
+#: the mid path against 15.8-16.0 on the BLAS path (5,440 rows, 2-core Xeon, 2026-12-02)
 TRANSCENDENTAL_MAX = 1024
 #: BLAS gets every core when a step has at least this many multiply-adds (None: never,
 #: as measured; see the module docstring)
@@ -56,26 +60,34 @@ def mid_available() -> bool:
     return True
 
 
-def transcendental_width(ops) -> int:
-    """The widest op of the plan's int table ``ops`` whose activation is a transcendental
-    (sigmoid, tanh, softmax): compiled code computes those with scalar libm calls."""
+def transcendental_width(ops, dtype=None) -> int:
+    """The widest op of the plan's int table ``ops`` whose activation compiled code
+    computes with scalar libm calls: softmax, and sigmoid/tanh unless ``dtype`` is
+    float32 (those are vectorised there)."""
+    import numpy as np
+
     from ..kernels import cpu
 
-    codes = (cpu.SIGMOID, cpu.TANH, cpu.SOFTMAX)
+    f32 = dtype is not None and np.dtype(dtype) == np.float32
+    codes = (cpu.SOFTMAX,) if f32 else (cpu.SIGMOID, cpu.TANH, cpu.SOFTMAX)
     widths = [int(r[cpu.C_DOUT]) for r in ops if int(r[cpu.C_ACT]) in codes]
     return max(widths, default=0)
 
 
 def choose_path(plan, batch_size: int) -> str | None:
     """``"loops"`` or ``"mid"`` for ``plan`` (the backend's ``_Plan``) at this batch
-    size, or None where the mid path does not pay (no SciPy, or a sigmoid/tanh/softmax
-    layer of more than :data:`TRANSCENDENTAL_MAX` elements a step, which the BLAS path
-    sends to NumPy's SIMD loops) and the backend's loops/BLAS rule decides."""
+    size, or None where the mid path does not pay (no SciPy, or a layer of more than
+    :data:`TRANSCENDENTAL_MAX` scalar-libm elements a step, see
+    :func:`transcendental_width`, which the BLAS path sends to NumPy's SIMD loops) and
+    the backend's loops/BLAS rule decides."""
     if plan.macs_per_row <= LOOPS_MAX_MACS_PER_ROW:
         return "loops"
     if not mid_available() or plan.macs_per_row > MID_MAX_MACS_PER_ROW:
         return None
-    if transcendental_width(plan.ops_units) * batch_size > TRANSCENDENTAL_MAX:
+    if (
+        transcendental_width(plan.ops_units, getattr(plan, "dtype", None)) * batch_size
+        > TRANSCENDENTAL_MAX
+    ):
         return None
     return "mid"
 
