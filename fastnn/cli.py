@@ -819,12 +819,45 @@ BENCH_PEERS = ("torch-idiomatic", "torch-tuned", "sklearn", "keras", "keras-torc
     help="Folder for results.json, results.md and scaling.png.",
 )
 @click.option("--smoke", is_flag=True, hidden=True, help="Seconds-long toy run (CI).")
-def bench_command(**options):
+@click.option(
+    "--tune",
+    "tune_mode",
+    is_flag=True,
+    help="Instead: time `fastnn tune` against scikit-learn's RandomizedSearchCV over the "
+    "same configurations and folds (needs fastnn[tune]); writes tune.json and tune.md.",
+)
+@click.option(
+    "--trials", type=click.IntRange(min=1), default=20, show_default=True, help="With --tune."
+)
+@click.option(
+    "--folds", type=click.IntRange(min=2), default=5, show_default=True, help="With --tune."
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="With --tune: worker processes of both searches (0: every core).",
+)
+def bench_command(tune_mode, trials, folds, jobs, **options):
     """Compare fastnn's backends with each other and with PyTorch, scikit-learn, Keras 3
     and JAX (each when installed): training time and test accuracy of the churn network
     and two larger ones, op timings, scaling with width and batch size, and which backend
     is fastest where. Writes results.json, results.md and scaling.png to --out.
+
+    With --tune: a search of --trials configurations x --folds folds on the churn data,
+    `fastnn tune` against scikit-learn's RandomizedSearchCV (MLPClassifier) over the
+    same configurations and folds; writes tune.json and tune.md to --out.
     """
+    if tune_mode:
+        from .bench import tune as tune_bench
+        from .tune import _require
+
+        for module in ("optuna", "sklearn"):
+            _require(module)  # one-line error without the tune extra
+        report = tune_bench.run(trials, folds, jobs, out=options["out_dir"])
+        click.echo(tune_bench.render(report))
+        return
     from .bench.command import main as run_bench
 
     run_bench(**options)
@@ -949,6 +982,8 @@ def tune_command(
     )
     _report_search(say, result)
     best = result.best
+    if out_dir is not None:
+        report.preload_plotting()  # on the core the refit leaves idle
     t0 = time.perf_counter()
     model, history = result.refit(
         X_tr, y_tr, prep.n_outputs, backend=backend, callbacks=[StopOnInterrupt()]

@@ -3,6 +3,7 @@ metrics.json, history.json and the plots (history.png; predicted.png for regress
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -166,6 +167,22 @@ def _save_figure(fig, path) -> None:
     png = BytesIO()
     fig.savefig(png, format="png")
     atomic_write_bytes(path, png.getvalue())
+
+
+def preload_plotting():
+    """Import matplotlib's Agg canvas in a background thread (about a second) and return
+    the thread: started before work that leaves a core idle (a single-threaded refit
+    whose epochs release the GIL), the plots that follow do not wait for the import."""
+    import threading
+
+    def load():
+        with contextlib.suppress(Exception):  # an import error shows at plot time
+            from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: F401
+            from matplotlib.figure import Figure  # noqa: F401
+
+    thread = threading.Thread(target=load, name="fastnn-preload-matplotlib", daemon=True)
+    thread.start()
+    return thread
 
 
 def _figure(size):

@@ -16,9 +16,11 @@ the best is never worse than the default (on the cross-validation score).
 
 Parallel, and the same result whatever ``jobs`` is: the folds are tasks for a pool of
 ``jobs`` worker processes (processes, not threads: part of every epoch is Python that
-holds the GIL). Each fold trains from a seed derived from ``(seed, trial number, fold)``
-and uses one BLAS thread, so a fold's score does not depend on which process ran it or
-when. Trials are sampled in a fixed order: trials ``0 .. IN_FLIGHT-1`` first, then trial
+holds the GIL). A fold starts only when a worker is free, the oldest trial's next fold
+first, so a trial that gets pruned has at most the folds already running wasted (none
+with ``jobs=1``). Each fold trains from a seed derived from ``(seed, trial number,
+fold)`` and uses one BLAS thread, so a fold's score does not depend on which process ran
+it or when. Trials are sampled in a fixed order: trials ``0 .. IN_FLIGHT-1`` first, then trial
 ``t + IN_FLIGHT`` right after trial ``t`` is told, always with the sampler seeded from
 ``(seed, trial number)``; results are told (and pruning decided) in trial order. What
 the sampler and pruner see at each decision is therefore the same for any ``jobs``; only
@@ -191,8 +193,10 @@ def _check_task(task):
 def fold_indices(y, task: str, folds: int, seed: int) -> list[tuple]:
     """``[(train, validation, test) row positions]`` per fold: (stratified) K-fold for
     the test part, and a seeded (stratified) holdout of the training part for early
-    stopping. The same for every trial, so trials are compared on the same rows."""
-    ms = _require("sklearn.model_selection")
+    stopping (:mod:`fastnn.folds`). The same for every trial, so trials are compared on
+    the same rows."""
+    from . import folds as cv
+
     classify = task != "regression"
     y = np.asarray(y)
     if folds < 2 or folds > len(y):
@@ -204,16 +208,14 @@ def fold_indices(y, task: str, folds: int, seed: int) -> list[tuple]:
                 f"the rarest class has {counts.min()} rows, fewer than the {folds} folds; "
                 "use fewer folds"
             )
-        kf = ms.StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    else:
-        kf = ms.KFold(n_splits=folds, shuffle=True, random_state=seed)
+    tests = cv.kfold(len(y), folds, seed, stratify=y if classify else None)
     out = []
-    for i, (rest, test) in enumerate(kf.split(np.zeros((len(y), 1)), y)):
-        strat = y[rest] if classify else None
-        tr, va = ms.train_test_split(
-            rest, test_size=VALIDATION_SHARE, random_state=seed + i, stratify=strat
+    for i, test in enumerate(tests):
+        rest = np.setdiff1d(np.arange(len(y)), test, assume_unique=True)
+        tr, va = cv.holdout(
+            rest, VALIDATION_SHARE, seed + i, stratify=y[rest] if classify else None
         )
-        out.append((np.sort(tr), np.sort(va), test))
+        out.append((tr, va, test))
     return out
 
 
@@ -305,24 +307,35 @@ def _warm_up(state: dict) -> None:
     _W.clear()
 
 
-class _Now:
-    """A fold run in this process when its result is asked for (jobs=1)."""
+class _Inline:
+    """A fold already run in this process (jobs=1): the future-like :class:`_Folds`
+    hands out then."""
 
     def __init__(self, args):
-        self.args = args
+        try:
+            self._result, self._error = run_fold(*args), None
+        except Exception as exc:  # kept for result(), as a pool's future would
+            self._result, self._error = None, exc
+
+    def done(self):
+        return True
 
     def result(self):
-        return run_fold(*self.args)
+        if self._error is not None:
+            raise self._error
+        return self._result
 
     def cancel(self):
-        return True
+        return False
 
 
 class _Folds:
-    """Runs folds on a pool of worker processes, or in this process for ``jobs=1``."""
+    """Runs folds on a pool of ``jobs`` worker processes, or in this process for
+    ``jobs=1``, one fold per free worker (:meth:`free`): nothing waits in a queue, so
+    the folds of a trial that gets pruned are not started behind its back."""
 
     def __init__(self, jobs: int, state: dict):
-        self.pool = None
+        self.pool, self.jobs, self.live = None, jobs, set()
         if jobs > 1:
             # fork: the workers inherit the data and the loaded kernels (no re-import);
             # spawn where fork is unsafe (macOS, Windows)
@@ -336,8 +349,28 @@ class _Folds:
         else:
             _init_worker(state, in_child=False)
 
+    def free(self, runs) -> int:
+        """Folds that may start now: idle workers (jobs=1: one fold, once every finished
+        fold has been read, so the single process never runs ahead of the pruner)."""
+        if self.pool is None:
+            return 0 if any(r.read < len(r.futures) for r in runs) else 1
+        self.live = {f for f in self.live if not f.done()}
+        return self.jobs - len(self.live)
+
     def submit(self, *args):
-        return _Now(args) if self.pool is None else self.pool.submit(run_fold, *args)
+        if self.pool is None:
+            return _Inline(args)
+        fut = self.pool.submit(run_fold, *args)
+        self.live.add(fut)
+        return fut
+
+    def wait(self) -> None:
+        """Until some running fold finishes."""
+        from concurrent.futures import FIRST_COMPLETED
+        from concurrent.futures import wait as wait_for
+
+        if self.live:
+            wait_for(self.live, return_when=FIRST_COMPLETED)
 
     def close(self):
         if self.pool is not None:
@@ -413,7 +446,10 @@ class TuneResult:
             n_outputs = int(y.max()) + 1 if self.task == "multiclass" else 1
         model = build_model(self.best["params"], self.task, n_outputs, backend)
         seed = _seed(self.seed, self.best["number"], 10**6)
-        history = fit_model(model, X, y, settings, seed=seed, verbose=verbose, callbacks=callbacks)
+        with _one_compiled_epoch():  # the folds' training path, and no compile per shape
+            history = fit_model(
+                model, X, y, settings, seed=seed, verbose=verbose, callbacks=callbacks
+            )
         return model, history
 
     def to_dict(self) -> dict:
@@ -513,50 +549,85 @@ def _sampler(seed, number):
 
 @dataclass
 class _Run:
+    """A trial in flight: its folds' futures (submitted in fold order, as workers free
+    up), how many of their results have been read, and what they gave."""
+
     trial: object
     config: dict
-    futures: list
+    n_folds: int
+    seed: int = 0
+    futures: list = field(default_factory=list)
+    read: int = 0
+    scores: list = field(default_factory=list)
+    epochs: list = field(default_factory=list)
+    seconds: float = 0.0
+    stopped: bool = False  # pruned or failed: no more folds
+
+    def next_fold(self):
+        """The fold to start next, or None."""
+        if self.stopped or len(self.futures) >= self.n_folds:
+            return None
+        return len(self.futures)
 
 
-def _start(study, space, folds, n_folds, seed) -> _Run:
+def _start(study, space, n_folds, seed) -> _Run:
+    """Ask the study for the next trial and sample its configuration (no fold runs yet)."""
     trial = study.ask()
     # the sampler draws this trial's values from (seed, trial number), so the stream does
     # not depend on which process asked first or how many are working on the study
     study.sampler = _sampler(seed, trial.number)
     config = space.suggest(trial)
     trial.set_user_attr("config", config)
-    futs = [folds.submit(config, f, _seed(seed, trial.number, f)) for f in range(n_folds)]
-    return _Run(trial, config, futs)
+    return _Run(trial, config, n_folds, seed)
 
 
-def _finish(study, run: _Run):
-    """Collect the folds of ``run`` in order, report, prune, tell; returns the state."""
+def _submit(runs, folds) -> None:
+    """Start folds on the free workers: the oldest trial's next fold first."""
+    for _ in range(folds.free(runs)):
+        run = next((r for r in runs if r.next_fold() is not None), None)
+        if run is None:
+            return
+        f = run.next_fold()
+        run.futures.append(folds.submit(run.config, f, _seed(run.seed, run.trial.number, f)))
+
+
+def _read(study, run: _Run):
+    """Read the finished folds of ``run`` in fold order: report each running mean,
+    prune, fail on an error; returns the trial's final state once it is told, or None
+    while it still waits for a fold."""
     optuna = _require("optuna")
-    state = optuna.trial.TrialState.COMPLETE
-    scores, epochs, seconds, error = [], [], 0.0, None
-    trial = run.trial
-    try:
-        for f, fut in enumerate(run.futures):
-            r = fut.result()
-            seconds += r["seconds"]
+    state = error = None
+    while state is None and run.read < len(run.futures) and run.futures[run.read].done():
+        f = run.read
+        run.read += 1
+        try:
+            r = run.futures[f].result()
+            run.seconds += r["seconds"]
             if not math.isfinite(r["score"]):
                 raise DataError(f"fold {f} scored {r['score']} (training diverged?)")
-            scores.append(r["score"])
-            epochs.append(r["epochs"])
-            trial.report(float(np.mean(scores)), f)
-            if f < len(run.futures) - 1 and trial.should_prune():
-                state = optuna.trial.TrialState.PRUNED
-                break
-    except Exception as exc:  # a failing configuration is recorded, the search goes on
-        state, error = optuna.trial.TrialState.FAIL, f"{type(exc).__name__}: {exc}"
-    for fut in run.futures:
-        fut.cancel()
-    for key, value in (("fold_scores", scores), ("epochs", epochs), ("seconds", seconds)):
+        except Exception as exc:  # a failing configuration is recorded, the search goes on
+            state, error = optuna.trial.TrialState.FAIL, f"{type(exc).__name__}: {exc}"
+            break
+        run.scores.append(r["score"])
+        run.epochs.append(r["epochs"])
+        run.trial.report(float(np.mean(run.scores)), f)
+        if f == run.n_folds - 1:
+            state = optuna.trial.TrialState.COMPLETE
+        elif run.trial.should_prune():
+            state = optuna.trial.TrialState.PRUNED
+    if state is None:
+        return None
+    run.stopped = True
+    for fut in run.futures[run.read :]:
+        fut.cancel()  # a fold already running finishes, unread
+    trial = run.trial
+    for key, value in (("fold_scores", run.scores), ("epochs", run.epochs)):
         trial.set_user_attr(key, value)
+    trial.set_user_attr("seconds", run.seconds)
     if error:
         trial.set_user_attr("error", error)
     if state == optuna.trial.TrialState.COMPLETE:
-        study.tell(trial, float(np.mean(scores)))
+        study.tell(trial, float(np.mean(run.scores)))
     else:
         study.tell(trial, state=state)
     return state
@@ -653,11 +724,15 @@ def tune(
             while len(in_flight) < IN_FLIGHT and asked < n_trials:
                 if timeout is not None and time.perf_counter() - t0 > timeout:
                     break
-                in_flight.append(_start(the_study, space, runner, folds, seed))
+                in_flight.append(_start(the_study, space, folds, seed))
                 asked += 1
             if not in_flight:
                 break
-            _finish(the_study, in_flight[0])
+            _submit(in_flight, runner)
+            # results are read, and trials told, in trial order (see the module doc)
+            if _read(the_study, in_flight[0]) is None:
+                runner.wait()
+                continue
             in_flight.popleft()
             _tick(bar, the_study)
     except KeyboardInterrupt:

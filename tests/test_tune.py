@@ -108,6 +108,9 @@ class _Done:
     def __init__(self, score):
         self.score, self.cancelled = score, False
 
+    def done(self):
+        return True
+
     def result(self):
         return {"score": self.score, "epochs": 1, "seconds": 0.0}
 
@@ -123,19 +126,21 @@ def test_a_trial_behind_the_median_is_pruned_after_one_fold():
             trial.report(0.9, step)
         study.tell(trial, 0.9)
     futures = [_Done(0.6), _Done(0.6), _Done(0.6)]
-    run = tuning._Run(study.ask(), tuning.tutorial_config(), futures)
-    assert tuning._finish(study, run).name == "PRUNED"
+    run = tuning._Run(study.ask(), tuning.tutorial_config(), 3, futures=futures)
+    assert tuning._read(study, run).name == "PRUNED"
     record = tuning._trial_record(study.trials[-1])
     assert record["state"] == "PRUNED" and record["fold_scores"] == [0.6]
     assert futures[1].cancelled and futures[2].cancelled
-    good = tuning._Run(study.ask(), tuning.tutorial_config(), [_Done(0.95)] * 3)
-    assert tuning._finish(study, good).name == "COMPLETE"
+    good = tuning._Run(study.ask(), tuning.tutorial_config(), 3, futures=[_Done(0.95)] * 3)
+    assert tuning._read(study, good).name == "COMPLETE"
+    waiting = tuning._Run(study.ask(), tuning.tutorial_config(), 3, futures=[_Done(0.95)])
+    assert tuning._read(study, waiting) is None and waiting.next_fold() == 1
 
 
 def test_a_failing_fold_fails_the_trial_not_the_search():
     study = tuning._study(None, None, 0)
-    run = tuning._Run(study.ask(), tuning.tutorial_config(), [_Done(float("nan"))])
-    assert tuning._finish(study, run).name == "FAIL"
+    run = tuning._Run(study.ask(), tuning.tutorial_config(), 1, futures=[_Done(float("nan"))])
+    assert tuning._read(study, run).name == "FAIL"
     assert "diverged" in tuning._trial_record(study.trials[-1])["error"]
 
 
@@ -255,13 +260,8 @@ def test_two_processes_share_one_sqlite_study(csv_path, tmp_path):
 
 
 def test_benchmark_maps_trials_to_scikit_learn_configurations():
-    import importlib.util
-    from pathlib import Path
+    from fastnn.bench import tune as bench
 
-    path = Path(__file__).parents[1] / "benchmarks" / "tune_bench.py"
-    spec = importlib.util.spec_from_file_location("tune_bench", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
     trials = [{"params": {**tuning.tutorial_config(), "weight_decay": 1e-4, "batch_size": 64}}]
     trials.append({"params": {**tuning.tutorial_config(), "hidden": [8], "activation": "tanh"}})
     grid = bench.sklearn_grid(trials)
@@ -334,3 +334,23 @@ def test_trial_zero_is_train_s_default_for_a_file():
     assert config["hidden"] == list(d.hidden) and config["lr"] == d.lr
     assert budget == {"max_epochs": d.epochs, "patience": d.patience}
     assert tuning.tutorial_config()["hidden"] == list(fastnn.defaults.TUTORIAL.hidden)
+
+
+@pytest.mark.slow
+def test_bench_tune_mode_times_both_searches(tmp_path):
+    """`fastnn bench --tune` runs fastnn tune and RandomizedSearchCV over the same
+    configurations and folds, and reports both (tiny budget: it measures, asserts no
+    timing)."""
+    out = tmp_path / "bench"
+    cmd = [sys.executable, "-m", "fastnn.cli", "bench", "--tune", "--trials", "2"]
+    cmd += ["--folds", "2", "--jobs", "1", "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((out / "tune.json").read_text())
+    assert report["trials"] == 2 and report["folds"] == 2
+    assert report["sklearn"]["fits"] == 2 * 2 + 1
+    assert len(report["sklearn"]["mean_scores"]) == 2
+    for key in ("wall_s", "search_s", "refit_s", "best_score"):
+        assert report["fastnn"][key] > 0
+    text = (out / "tune.md").read_text()
+    assert "RandomizedSearchCV" in text and "faster in wall time" in text
