@@ -16,9 +16,9 @@ the best is never worse than the default (on the cross-validation score).
 
 Parallel, and the same result whatever ``jobs`` is: the folds are tasks for a pool of
 ``jobs`` worker processes (processes, not threads: part of every epoch is Python that
-holds the GIL). A fold starts only when a worker is free, the oldest trial's next fold
-first, so a trial that gets pruned has at most the folds already running wasted (none
-with ``jobs=1``). Each fold trains from a seed derived from ``(seed, trial number,
+holds the GIL). A fold starts only when a worker is free, folds that are surely needed
+first (see :func:`_pick`), so a trial that gets pruned wastes at most the folds already
+running (none with ``jobs=1``). Each fold trains from a seed derived from ``(seed, trial number,
 fold)`` and uses one BLAS thread, so a fold's score does not depend on which process ran
 it or when. Trials are sampled in a fixed order: trials ``0 .. IN_FLIGHT-1`` first, then trial
 ``t + IN_FLIGHT`` right after trial ``t`` is told, always with the sampler seeded from
@@ -281,7 +281,9 @@ def run_fold(config: dict, fold: int, seed: int) -> dict:
     with threadpool_limits(1), warnings.catch_warnings(), _one_compiled_epoch():
         warnings.simplefilter("ignore")  # a diverging trial is scored, not reported
         model = build_model(config, task, _W["n_outputs"], _W["backend"], metrics=())
-        stop = EarlyStopping(patience=_W["patience"], restore_best_weights=True)
+        stop = EarlyStopping(
+            patience=_W["patience"], min_delta=_W["min_delta"], restore_best_weights=True
+        )
         history = model.fit(
             X[tr],
             y_tr,
@@ -581,10 +583,22 @@ def _start(study, space, n_folds, seed) -> _Run:
     return _Run(trial, config, n_folds, seed)
 
 
+def _pick(runs):
+    """The trial whose next fold should start: folds that are surely needed first (the
+    oldest trial's when all its earlier folds have been read, every trial's first fold),
+    then the rest oldest trial first (a fold after one not yet read is wasted if the
+    trial is pruned there)."""
+    head = runs[0]
+    if head.next_fold() is not None and head.read == len(head.futures):
+        return head
+    fresh = next((r for r in runs if not r.futures and r.next_fold() is not None), None)
+    return fresh or next((r for r in runs if r.next_fold() is not None), None)
+
+
 def _submit(runs, folds) -> None:
-    """Start folds on the free workers: the oldest trial's next fold first."""
+    """Start folds on the free workers (see :func:`_pick`)."""
     for _ in range(folds.free(runs)):
-        run = next((r for r in runs if r.next_fold() is not None), None)
+        run = _pick(runs)
         if run is None:
             return
         f = run.next_fold()
@@ -664,6 +678,7 @@ def tune(
     space: Space | None = None,
     max_epochs: int = 100,
     patience: int = 10,
+    min_delta: float = 1e-4,
     backend: str | None = None,
     n_outputs: int | None = None,
     progress: bool = False,
@@ -685,7 +700,10 @@ def tune(
         default: the configuration of trial 0 (default: :func:`tutorial_config`); the
             space is widened to contain it.
         space: the :class:`Space` to sample.
-        max_epochs, patience: early stopping on each fold's validation loss.
+        max_epochs, patience, min_delta: early stopping on each fold's validation loss:
+            stop after ``patience`` epochs without an improvement of more than
+            ``min_delta`` (as scikit-learn's ``n_iter_no_change`` and ``tol``), keep the
+            best epoch's weights.
         backend: training backend (default: the CPU one ``auto`` picks).
         n_outputs: classes of a multiclass target (default: ``y.max() + 1``).
         progress: a progress bar over trials with the best so far.
@@ -711,6 +729,7 @@ def tune(
         "backend": _cpu_backend(backend),
         "max_epochs": int(max_epochs),
         "patience": int(patience),
+        "min_delta": float(min_delta),
     }
     runner = _Folds(min(jobs, n_trials * folds), state)  # before any thread starts (fork)
     t0, asked, interrupted = time.perf_counter(), 0, False
