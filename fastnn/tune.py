@@ -33,7 +33,7 @@ Several processes or machines work on one study through Optuna's RDB storage
 trial keeps its fold scores and chosen epochs in the storage, so any of them can report
 and refit the study's best.
 
-Needs the ``tune`` extra (Optuna and scikit-learn), imported on first use. The module is
+Needs Optuna (the ``tune`` extra), imported on first use. The module is
 callable: ``fastnn.tune(...)`` is ``fastnn.tune.tune(...)``.
 """
 
