@@ -154,3 +154,54 @@ def test_bad_forced_path_names_the_choices(monkeypatch):
     m = _wide("numba", "float32")
     with pytest.raises(ConfigError, match="'loops', 'mid' or 'blas'"):
         m.fit(np.zeros((10, 11)), np.arange(10) % 2, batch_size=5, epochs=1, verbose=0)
+
+
+def test_kernel_uniforms_are_uniform_and_depend_on_both_keys():
+    """fill_uniforms: values in [0, 1), mean 1/2, a dropout rate's share below the rate,
+    and a different stream for either key."""
+    from fastnn.kernels import cpu
+
+    for dtype in (np.float32, np.float64):
+        U = np.empty(200_000, dtype=dtype)
+        cpu.fill_uniforms(U, 12345, 678)
+        assert U.min() >= 0.0 and U.max() < 1.0
+        assert abs(U.mean() - 0.5) < 0.005 and abs(U.var() * 12 - 1.0) < 0.02
+        assert abs((U < 0.2).mean() - 0.2) < 0.005
+        counts, _ = np.histogram(U, bins=100, range=(0, 1))
+        assert ((counts - 2000) ** 2 / 2000).sum() < 200  # chi2, 99 dof
+        for keys in ((12346, 679), (12345, 679)):
+            V = np.empty_like(U)
+            cpu.fill_uniforms(V, *keys)
+            assert abs(np.corrcoef(U, V)[0, 1]) < 0.01
+
+
+@pytest.mark.parametrize("path", ["mid", "loops"])
+def test_kernel_dropout_rng_is_seeded_and_drops_the_rate(monkeypatch, path):
+    """FASTNN_DROPOUT_RNG=kernel: the same seed gives the same training, another seed
+    another; its masks differ from the host stream's but train the same kind of model."""
+    monkeypatch.setenv("FASTNN_NUMBA_PATH", path)
+    monkeypatch.setenv("FASTNN_DROPOUT_RNG", "kernel")
+    a = _fit_wide("numba", "float32", dropout=0.3, seed=5, width=16)
+    b = _fit_wide("numba", "float32", dropout=0.3, seed=5, width=16)
+    c = _fit_wide("numba", "float32", dropout=0.3, seed=6, width=16)
+    np.testing.assert_array_equal(a.theta, b.theta)
+    assert not np.array_equal(a.theta, c.theta)
+    monkeypatch.setenv("FASTNN_DROPOUT_RNG", "host")
+    h = _fit_wide("numba", "float32", dropout=0.3, seed=5, width=16)
+    assert not np.array_equal(a.theta, h.theta)
+    assert np.isfinite(a.history.history["loss"]).all()
+    # the masks keep about 1 - rate of the units: the epoch's uniforms are below 0.3
+    # for about 30% of them
+    from fastnn.kernels import cpu
+
+    from fastnn.backends import numba_epoch
+
+    monkeypatch.setenv("FASTNN_DROPOUT_RNG", "kernel")
+    U = numba_epoch.dropout_uniforms(cpu, np.random.default_rng(0), 100_000, np.float32)
+    assert U.dtype == np.float32 and abs((U < 0.3).mean() - 0.3) < 0.01
+
+
+def test_bad_dropout_rng_setting_is_a_config_error(monkeypatch):
+    monkeypatch.setenv("FASTNN_DROPOUT_RNG", "gpu")
+    with pytest.raises(fastnn.errors.ConfigError, match="FASTNN_DROPOUT_RNG must be"):
+        _fit_wide("numba", "float32", dropout=0.3)
