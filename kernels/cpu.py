@@ -442,12 +442,14 @@ def _weigh(l, g, wr, has_w):
 @njit(inline="always", **_JIT)
 def _bce(P, yf, w, has_w, lc, scale, dP, logits):
     """Binary cross-entropy, element by element: on logits (log1p form, gradient
-    ``sigmoid(z) - y``) or on probabilities clipped to ``[eps, 1-eps]``. ``logits`` is a
+    ``sigmoid(z) - y``, float32's sigmoid through :func:`tanh32`) or on probabilities
+    clipped to ``[eps, 1-eps]``. ``logits`` is a
     literal at every call, so each form compiles without the other."""
     n, k, zero, one = _start(P)
     half = P.dtype.type(0.5)
     eps = lc[L_EPS]
     hi = lc[L_1MEPS]
+    f32 = P.itemsize == 4
     total = 0.0
     for r in range(n):
         wr = w[r, 0] if has_w else one
@@ -457,7 +459,8 @@ def _bce(P, yf, w, has_w, lc, scale, dP, logits):
             if logits:
                 ap = p if p >= zero else -p
                 l = (p if p > zero else zero) - p * y + np.log1p(np.exp(-ap))
-                g = (half * np.tanh(p * half) + half) - y
+                t = tanh32(p * half) if f32 else np.tanh(p * half)
+                g = (half * t + half) - y
             else:
                 pc = eps if p < eps else (hi if p > hi else p)
                 l = -(y * np.log(pc) + (one - y) * np.log(one - pc))
