@@ -1,4 +1,6 @@
-"""The ``fastnn`` command: ``train``, ``predict``, ``info``, ``bench``, ``tune``, ``explain``.
+"""The ``fastnn`` command: the group and ``train``, ``predict``, ``export``, ``steps``,
+``info``; ``tune`` and ``explain`` come from :mod:`fastnn.cli_search`, ``bench`` from
+:mod:`fastnn.cli_bench`, and what they share from :mod:`fastnn.cli_shared`.
 
 Errors a user can cause (a bad path, an unknown column, a bad flag value, anything fastnn
 raises on purpose) print one line on stderr, ``fastnn: error: ...``, and exit with code
@@ -7,23 +9,41 @@ raises on purpose) print one line on stderr, ``fastnn: error: ...``, and exit wi
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-import time
 import warnings
 
 import click
 
+from .cli_bench import BENCH_PEERS, bench_command  # noqa: F401  (BENCH_PEERS: re-exported)
+from .cli_search import explain_command, tune_command
+from .cli_shared import (
+    _CONTEXT,
+    _DROP,
+    _MISSING,
+    _TARGET,
+    _backend,
+    _choice,
+    _class_weight,
+    _count,
+    _evaluate_run,
+    _explain,
+    _fit,
+    _hidden_text,
+    _load_scoring_model,
+    _load_training_table,
+    _parse_hidden,
+    _prepare_rows,
+    _print_summary,
+    _run_info,
+    _seed,
+    _test_size,
+    _write_run,
+)
 from .defaults import CSV, OPTIMIZER_NAMES, REGRESSION_LOSSES, TASK_NAMES, TUTORIAL
-from .errors import ConfigError, DataError, FastnnError
+from .errors import ConfigError, FastnnError
 from .io import atomic_write_bytes
-from .runguard import OutputFolder, StopOnInterrupt, active_interrupt, guard_command
-
-#: the tutorial network: two hidden layers of 6 units
-DEFAULT_HIDDEN = ",".join(map(str, TUTORIAL.hidden))
-_CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
+from .runguard import active_interrupt, guard_command
 
 # click >= 8.2 raises this for a bare group call; older clicks print the help themselves
 _NoArgsIsHelp = getattr(click.exceptions, "NoArgsIsHelpError", type("_Never", (Exception,), {}))
@@ -94,95 +114,6 @@ def main():
     """
 
 
-# --------------------------------------------------------------------------- helpers
-def _parse_hidden(ctx, param, value):
-    if value is None:
-        return None
-    text = value.strip().lower()
-    if text in ("", "none", "0"):
-        return ()
-    sizes = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part.isdigit() or int(part) < 1:
-            raise click.BadParameter(
-                f"{value!r} is not a comma-separated list of positive layer sizes (e.g. 6,6)"
-            )
-        sizes.append(int(part))
-    return tuple(sizes)
-
-
-def _compile_seconds(be) -> float:
-    """Seconds the Numba backend has spent compiling in this process (0 elsewhere)."""
-    if be.name != "numba":
-        return 0.0
-    from .backends.numba_backend import compile_stats
-
-    return compile_stats()["seconds"]
-
-
-def _split_drop(values, columns) -> list[str]:
-    """--drop may repeat, and a value may list several columns separated by commas."""
-    out = []
-    for v in values:
-        if v in columns or "," not in v:
-            out.append(v.strip())
-        else:
-            out.extend(p.strip() for p in v.split(",") if p.strip())
-    return list(dict.fromkeys(out))
-
-
-def _choice(name, choices, help):
-    """An option whose value is one of ``choices`` (default None: decided later)."""
-    return click.option(name, type=click.Choice(choices), help=help)
-
-
-def _hidden_text(hidden) -> str:
-    return ",".join(map(str, hidden)) or "none"
-
-
-# options `fastnn train` and `fastnn tune` share (each call makes a new option)
-_TARGET = click.option("--target", "-t", help="Target column. Required with a file.")
-_DROP = click.option(
-    "--drop", multiple=True, metavar="COL", help="Column to ignore; repeat it or list COL1,COL2."
-)
-_MISSING = click.option(
-    "--missing",
-    default="error",
-    show_default=True,
-    type=click.Choice(["error", "drop", "mean"]),
-    help="Missing or non-numeric cells: fail, drop those rows, or use the training mean. "
-    "Rows with a blank target are dropped only with 'drop'.",
-)
-
-
-def _test_size(help):
-    return click.option(
-        "--test-size",
-        default=0.2,
-        show_default=True,
-        type=click.FloatRange(0, 1, min_open=True, max_open=True),
-        help=help,
-    )
-
-
-def _seed(help):
-    return click.option(
-        "--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1), help=help
-    )
-
-
-def _count(name, default, least, help):
-    """An integer option with a default and a lower bound."""
-    return click.option(
-        name, default=default, show_default=True, type=click.IntRange(min=least), help=help
-    )
-
-
-def _backend(help):
-    return click.option("--backend", default=None, metavar="NAME", help=help)
-
-
 # --------------------------------------------------------------------------- train
 _TRAIN_HELP = f"""Train a model on a CSV or Parquet file (default: the bundled bank-churn data).
 
@@ -221,183 +152,6 @@ def _resolve_settings(csv, given: dict):
             "--validation-split F (e.g. 0.15)"
         )
     return settings
-
-
-def _load_training_table(csv, target, drop):
-    """``(df, target, drop_cols, source)`` for the file, or the bundled churn data."""
-    from . import data
-
-    if csv is None:
-        df = data.load_churn()
-        target = target or data.CHURN_TARGET
-        drop_cols = _split_drop(drop, df.columns) if drop else list(data.CHURN_DROP)
-    else:
-        df = data.read_table(csv)
-        if not target:
-            raise click.UsageError(
-                f"--target is required with a file; columns are: {', '.join(map(str, df.columns))}"
-            )
-        drop_cols = _split_drop(drop, df.columns)
-    return df, target, drop_cols, df.attrs.get(data.loading.ATTR_SOURCE, csv)
-
-
-def _prepare_rows(df, target, drop_cols, missing, task, test_size, seed):
-    """Fit the Preprocessor (kinds, categories and checks from every row, statistics
-    from the training rows) and return ``(prep, (X_tr, y_tr), (X_te, y_te))``."""
-    from . import data
-
-    prep = data.Preprocessor(target=target, drop=drop_cols, missing=missing, task=task)
-    train_idx, test_idx = data.split_indices(len(df), test_size, seed)
-    prep.fit(df, train_rows=train_idx)
-    X_tr, y_tr = prep.transform(df.iloc[train_idx])
-    X_te, y_te = prep.transform(df.iloc[test_idx])
-    if len(y_te) == 0:
-        raise DataError("no test rows are left after dropping rows with missing cells")
-    return prep, (X_tr, y_tr), (X_te, y_te)
-
-
-def _print_summary(say, df, source, prep, drop_cols, ys, settings, task_given, test_size, seed):
-    import numpy as np
-
-    from . import report
-
-    n_rows = sum(len(y) for y in ys)
-    say(f"data: {source}: {len(df):,} rows, {len(df.columns)} columns; target {prep.target!r}")
-    for line in report.target_lines(prep, np.concatenate(ys), task_given):
-        say(line)
-    say(report.feature_line(prep, drop_cols))
-    if prep.missing == "drop" and n_rows < len(df):
-        blank = f" ({prep.n_blank_target_:,} with a blank target)" if prep.n_blank_target_ else ""
-        say(f"missing: dropped {len(df) - n_rows:,} rows with missing or bad cells{blank}")
-    say(
-        f"split: {len(ys[0]):,} train / {len(ys[1]):,} test rows (test size {test_size}, seed {seed})"
-    )
-    if settings.validation_split:
-        stop = (
-            f"; early stopping after {settings.patience} epochs without a better val_loss"
-            if settings.patience
-            else ""
-        )
-        say(f"validation: the last {settings.validation_split:g} of the training rows{stop}")
-
-
-def _class_weight(class_weight, prep, y_tr):
-    from .tasks import balanced_class_weight
-
-    if class_weight in (None, "none"):
-        return None
-    if prep.task == "regression":
-        raise ConfigError("--class-weight balanced applies to classifiers; this is a regression")
-    return balanced_class_weight(y_tr, len(prep.classes_))
-
-
-def _fit(say, model, X_tr, y_tr, settings, class_weight, seed, quiet):
-    """Train; print the time and how training ended. Returns ``(history, seconds)``."""
-    from . import tasks
-
-    be = model.backend
-    compiled = _compile_seconds(be)
-    t0 = time.perf_counter()
-    history = tasks.fit_model(
-        model,
-        X_tr,
-        y_tr,
-        settings,
-        class_weight,
-        seed=seed,
-        verbose=0 if quiet else 1,
-        callbacks=[StopOnInterrupt()],  # Ctrl-C: stop at the epoch's end, save
-    )
-    seconds = time.perf_counter() - t0
-    compiled = _compile_seconds(be) - compiled
-    timing = f"{seconds:.2f} s"
-    if compiled > 0.01:  # first run on this machine: say what was compilation, not training
-        timing = f"{seconds - compiled:.2f} s (+ {compiled:.2f} s compiling Numba kernels, once)"
-    ran = len(history.epoch)
-    say(f"trained {ran} epochs in {timing} on {be.name}; training path: {model.training_path}")
-    if history.stop_reason:
-        say(f"stopped early: {history.stop_reason}")
-    elif history.best_epoch is not None:
-        best = history.history["val_loss"][history.best_epoch - 1]
-        end = "stopped early" if ran < settings.epochs else "ran every epoch"
-        say(f"{end}; kept the weights of epoch {history.best_epoch} (val_loss {best:.4f})")
-    return history, seconds
-
-
-def _write_run(out_dir, model, prep, history, results, info) -> list[str]:
-    import fastnn
-
-    from . import report
-
-    model.preprocessing = prep.to_dict()
-    fastnn.save(model, os.path.join(out_dir, "model.safetensors"))
-    labels = prep.classes_
-    test = dict(results["test"])
-    if labels is not None:
-        test["confusion_matrix_labels"] = labels
-    metrics = {
-        "task": prep.task,
-        "train": results["train"],
-        "test": test,
-        "target": prep.target,
-        "target_mapping": prep.target_mapping,
-        "positive_class": prep.positive_class,
-        "classes": labels,
-        "features": prep.feature_names_,
-        **info,
-    }
-    report.write_json(os.path.join(out_dir, "metrics.json"), metrics)
-    files = report.run_files(out_dir, prep, history, results.get("test_pred"))
-    return ["model.safetensors", "metrics.json", *files]
-
-
-def _evaluate_run(model, prep, rows, seed) -> dict:
-    """metrics.json's train and test parts (the test metrics with 95% bootstrap
-    intervals), printed; for regression also the test rows' actual and predicted values
-    in the target's units (``test_pred``, for predicted.png)."""
-    from . import report, tasks
-
-    (X_tr, y_tr), (X_te, y_te) = rows
-    results = {
-        "train": tasks.evaluate(model, prep, X_tr, y_tr),
-        "test": tasks.evaluate(model, prep, X_te, y_te, intervals=True, seed=seed),
-    }
-    for line in report.result_lines(prep, results["test"]):
-        click.echo(line)
-    if prep.task == "regression":
-        results["test_pred"] = (
-            prep.inverse_target(y_te),
-            prep.inverse_target(model.predict(X_te)[:, 0]),
-        )
-    return results
-
-
-def _run_info(model, history, seconds, settings: dict) -> dict:
-    """The run facts metrics.json holds beside the metrics."""
-    return {
-        "backend": model.backend.name,
-        "training_path": model.training_path,
-        "train_seconds": seconds,
-        "epochs": len(history.epoch),
-        "best_epoch": getattr(history, "best_epoch", None),
-        "stopped": getattr(history, "stop_reason", None),
-        "settings": settings,
-    }
-
-
-def _explain(model, prep, test_rows, repeats, seed, out_dir) -> list[str]:
-    """``--explain``: permutation importance on the test rows, printed (top 10) and,
-    with ``out_dir``, written; returns the file names written."""
-    from .explain import explain_to, format_importance
-
-    X, y = test_rows
-    result = explain_to(out_dir, model, prep, X, y, n_repeats=repeats, seed=seed)
-    click.echo(
-        f"permutation importance on the {len(y):,} test rows ({repeats} repeats): drop in "
-        f"{result['metric']} (without shuffling {result['baseline']:.4f}) when a column is shuffled"
-    )
-    click.echo(format_importance(result, top=10))
-    return [] if out_dir is None else ["importance.json", "importance.png"]
 
 
 @main.command(context_settings=_CONTEXT, help=_TRAIN_HELP)
@@ -541,26 +295,6 @@ def train(
 
 
 # --------------------------------------------------------------------------- predict
-def _load_scoring_model(model_path):
-    import fastnn
-
-    from . import data
-
-    model = fastnn.load(model_path)
-    if model.preprocessing is None:
-        raise fastnn.errors.ModelFileError(
-            f"{model_path!r} holds no preprocessing state (it was not written by "
-            "`fastnn train --out`); use the Python API to predict with it"
-        )
-    prep = data.Preprocessor.from_dict(model.preprocessing)
-    if prep.n_features != model.input_dim:
-        raise fastnn.errors.ModelFileError(
-            f"{model_path!r}: the model takes {model.input_dim} features, its preprocessing "
-            f"gives {prep.n_features}"
-        )
-    return model, prep
-
-
 class _Echo:
     """A text stream that writes to stdout through click (captured by CliRunner)."""
 
@@ -768,326 +502,8 @@ def info():
         click.echo(f"  {module:<6} {_dist_version(module)}")
 
 
-#: The peers ``fastnn bench`` knows (``fastnn.bench.PEERS``; named here so that
-#: ``fastnn --help`` need not import the benchmark package).
-BENCH_PEERS = ("torch-idiomatic", "torch-tuned", "sklearn", "keras", "keras-torch", "jax")
-
-
-@main.command("bench")
-@click.option("--quick", is_flag=True, help="About a minute: fewer epochs, repeats and sizes.")
-@click.option(
-    "--backends",
-    default="all",
-    show_default=True,
-    help="Comma-separated fastnn backends, or 'all' for every one that works here.",
-)
-@click.option(
-    "--peers/--no-peers",
-    default=True,
-    show_default=True,
-    help="Also run the installed peers (PyTorch, scikit-learn, Keras 3, JAX).",
-)
-@click.option(
-    "--only-peers",
-    default=None,
-    metavar="NAMES",
-    help=f"Comma-separated subset of peers to run ({', '.join(BENCH_PEERS)}).",
-)
-@click.option(
-    "--epochs",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Epochs of the churn recipe (100; quick 10).",
-)
-@click.option(
-    "--repeats",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Timed runs per contender (5, and 7 for mid/big; quick 1).",
-)
-@click.option(
-    "--sizes",
-    default=None,
-    help="Comma-separated subset of tiny,mid,big for the training comparison.",
-)
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False),
-    default="bench-results",
-    show_default=True,
-    help="Folder for results.json, results.md and scaling.png.",
-)
-@click.option("--smoke", is_flag=True, hidden=True, help="Seconds-long toy run (CI).")
-@click.option(
-    "--tune",
-    "tune_mode",
-    is_flag=True,
-    help="Instead: time `fastnn tune` against scikit-learn's RandomizedSearchCV over the "
-    "same configurations and folds (needs fastnn[tune]); writes tune.json and tune.md.",
-)
-@click.option(
-    "--trials", type=click.IntRange(min=1), default=20, show_default=True, help="With --tune."
-)
-@click.option(
-    "--folds", type=click.IntRange(min=2), default=5, show_default=True, help="With --tune."
-)
-@click.option(
-    "--jobs",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="With --tune: worker processes of both searches (0: every core).",
-)
-def bench_command(tune_mode, trials, folds, jobs, **options):
-    """Compare fastnn's backends with each other and with PyTorch, scikit-learn, Keras 3
-    and JAX (each when installed): training time and test accuracy of the churn network
-    and two larger ones, op timings, scaling with width and batch size, and which backend
-    is fastest where. Writes results.json, results.md and scaling.png to --out.
-
-    With --tune: a search of --trials configurations x --folds folds on the churn data,
-    `fastnn tune` against scikit-learn's RandomizedSearchCV (MLPClassifier) over the
-    same configurations and folds; writes tune.json and tune.md to --out.
-    """
-    if tune_mode:
-        from .bench import tune as tune_bench
-        from .tune import _require
-
-        for module in ("optuna", "sklearn"):
-            _require(module)  # one-line error without the tune extra
-        report = tune_bench.run(trials, folds, jobs, out=options["out_dir"])
-        click.echo(tune_bench.render(report))
-        return
-    from .bench.command import main as run_bench
-
-    run_bench(**options)
-
-
-# --------------------------------------------------------------------------- tune
-@main.command("tune", context_settings=_CONTEXT)
-@click.argument("csv", required=False, metavar="[FILE]")
-@_TARGET
-@_DROP
-@_choice("--task", TASK_NAMES, "Override the task guessed from the target.")
-@_count("--trials", 20, 1, "Trials this process runs (with --storage: adds to the study).")
-@_count("--folds", 5, 2, "Cross-validation folds.")
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    metavar="S",
-    help="Start no trial after S seconds.",
-)
-@_count("--jobs", 0, 0, "Worker processes (0: every core).")
-@click.option(
-    "--storage", metavar="URL", help="Optuna storage shared by processes, e.g. sqlite:///study.db."
-)
-@click.option("--study", "study_name", metavar="NAME", help="Study name in --storage.")
-@_test_size("Rows held out for the final test (never seen by the search).")
-@click.option(
-    "--epochs",
-    type=click.IntRange(min=1),
-    help=f"Most epochs per fold; early stopping picks fewer. [default: {TUTORIAL.epochs}; "
-    f"with a file {CSV.epochs}]",
-)
-@click.option(
-    "--patience",
-    type=click.IntRange(min=1),
-    help=f"Early-stopping patience. [default: 10; with a file {CSV.patience}]",
-)
-@_seed("Seeds the test split, the folds, the sampler and every training.")
-@_backend("numpy or numba (default: the CPU one auto picks).")
-@_MISSING
-@click.option(
-    "--out", "out_dir", metavar="DIR", help="Write tune.json, tune.png and the refit model here."
-)
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-@guard_command("out_dir")
-def tune_command(
-    csv,
-    target,
-    drop,
-    task,
-    trials,
-    folds,
-    timeout,
-    jobs,
-    storage,
-    study_name,
-    test_size,
-    epochs,
-    patience,
-    seed,
-    backend,
-    missing,
-    out_dir,
-    quiet,
-):
-    """Search for a better network on FILE, a CSV or Parquet file (default: the bundled
-    churn data).
-
-    Cross-validates each trial (stratified K-fold on the training rows; early stopping
-    on part of each fold's training rows) and scores it by ROC AUC, accuracy or R2.
-    Trial 0 is the configuration `fastnn train` uses by default. The best one is refit
-    on all training rows, tested on the held-out test rows (with 95% bootstrap
-    intervals) and written exactly as `fastnn train --out` writes a run, with tune.json
-    and tune.png beside it.
-
-    \b
-    fastnn tune --trials 20 --folds 5 --out tuned
-    fastnn tune data.csv --target y --storage sqlite:///s.db --study s1   (several processes)
-    """
-    from . import report
-    from . import tune as tuning
-
-    if storage and not study_name:
-        raise click.UsageError("--storage needs --study NAME, so other processes can join it")
-    say = (lambda *a, **k: None) if quiet else click.echo
-    if backend is not None:
-        from .backends import resolve_backend
-
-        resolve_backend(backend)
-    df, target, drop_cols, source = _load_training_table(csv, target, drop)
-    prep, (X_tr, y_tr), (X_te, y_te) = _prepare_rows(
-        df, target, drop_cols, missing, task, test_size, seed
-    )
-    preset = "tutorial" if csv is None else "csv"
-    config, budget = tuning.default_config(preset)
-    budget["max_epochs"] = epochs or budget["max_epochs"]
-    budget["patience"] = patience or budget["patience"]
-    jobs = jobs or tuning.cpu_count()
-    no_validation = (TUTORIAL if csv is None else CSV).replace(validation_split=0.0)
-    _print_summary(
-        say, df, source, prep, drop_cols, (y_tr, y_te), no_validation, task, test_size, seed
-    )
-    say(
-        f"tune: {trials} trials x {folds} folds on {jobs} worker processes, score "
-        f"{tuning.METRIC[prep.task]}; trial 0 is the {'tutorial' if csv is None else 'default'} network"
-    )
-    result = tuning.tune(
-        X_tr,
-        y_tr,
-        prep.task,
-        trials,
-        folds,
-        timeout=timeout,
-        jobs=jobs,
-        storage=storage,
-        study=study_name,
-        seed=seed,
-        default=config,
-        backend=backend,
-        n_outputs=prep.n_outputs,
-        progress=not quiet,
-        **budget,
-    )
-    _report_search(say, result)
-    best = result.best
-    if out_dir is not None:
-        report.preload_plotting()  # on the core the refit leaves idle
-    t0 = time.perf_counter()
-    model, history = result.refit(
-        X_tr, y_tr, prep.n_outputs, backend=backend, callbacks=[StopOnInterrupt()]
-    )
-    seconds = time.perf_counter() - t0
-    say(
-        f"refit trial {best['number']} on all {len(y_tr):,} training rows: "
-        f"{len(history.epoch)} epochs in {seconds:.2f} s"
-    )
-    results = _evaluate_run(model, prep, ((X_tr, y_tr), (X_te, y_te)), seed)
-    if out_dir is not None:
-        settings = {
-            "csv": csv,
-            **result.best_settings().to_dict(),
-            "task": task,
-            "loss": model.loss.name,
-            "class_weight": None,
-            "test_size": test_size,
-            "seed": seed,
-            "missing": missing,
-            "drop": drop_cols,
-        }
-        info = _run_info(model, history, seconds, settings)
-        info["tune"] = {"trial": best["number"], "cv_mean": best["mean"], "cv_std": best["std"]}
-        files = _write_run(out_dir, model, prep, history, results, info)
-        report.write_json(os.path.join(out_dir, "tune.json"), result.to_dict())
-        result.plot(os.path.join(out_dir, "tune.png"))
-        say(f"wrote {out_dir}/: {', '.join(files)}, tune.json, tune.png")
-    if active_interrupt().requested:
-        return 130
-
-
-def _report_search(say, result) -> None:
-    """How the search went, and the ranked table of its best trials; an error when no
-    trial completed."""
-    if result.interrupted:
-        click.echo("fastnn: warning: interrupted; keeping the trials that finished", err=True)
-    if result.best is None:
-        errors = [t.get("error") for t in result.trials if t.get("error")]
-        raise FastnnError("no trial completed" + (f"; first error: {errors[0]}" if errors else ""))
-    n_state = {
-        s: sum(t["state"] == s for t in result.trials) for s in ("COMPLETE", "PRUNED", "FAIL")
-    }
-    say(
-        f"{len(result.trials)} trials in the study ({n_state['COMPLETE']} complete, "
-        f"{n_state['PRUNED']} pruned, {n_state['FAIL']} failed) in {result.seconds:.1f} s"
-    )
-    click.echo(result.table())
-
-
-# --------------------------------------------------------------------------- explain
-def _run_test_rows(model_path, prep):
-    """The test rows of the `fastnn train`/`tune` run that wrote MODEL (its metrics.json
-    settings: CSV, test size, seed), transformed by its Preprocessor."""
-    from . import data
-
-    metrics_path = os.path.join(os.path.dirname(os.path.abspath(model_path)), "metrics.json")
-    if not os.path.isfile(metrics_path):
-        raise ConfigError(
-            f"give DATA: there is no metrics.json beside {model_path!r} to find its test rows"
-        )
-    with open(metrics_path, encoding="utf-8") as f:
-        settings = json.load(f).get("settings") or {}
-    csv = settings.get("csv")
-    df = data.load_churn() if csv is None else data.read_table(csv)
-    _, test_idx = data.split_indices(
-        len(df), settings.get("test_size", 0.2), settings.get("seed", 0)
-    )
-    return f"the test rows of {csv or 'the bundled churn data'}", prep.transform(df.iloc[test_idx])
-
-
-@main.command("explain", context_settings=_CONTEXT)
-@click.argument("model_path", metavar="MODEL")
-@click.argument("data_path", metavar="[DATA]", required=False)
-@_count("--repeats", 5, 1, "Shuffles per column.")
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1))
-@click.option(
-    "--out", "out_dir", metavar="DIR", help="Folder for importance.json/png (default: MODEL's)."
-)
-def explain_command(model_path, data_path, repeats, seed, out_dir):
-    """Permutation importance of each raw input column of MODEL on DATA.
-
-    DATA is a CSV with the target column (default: the test rows of the run that wrote
-    MODEL, from its metrics.json). A one-hot encoded column is shuffled as one column.
-    Writes importance.json ({"features": [{"name", "mean", "std"}, ...]}, largest first)
-    and importance.png.
-    """
-    from . import data
-    from .explain import explain_to, format_importance
-
-    model, prep = _load_scoring_model(model_path)
-    if data_path is None:
-        where, (X, y) = _run_test_rows(model_path, prep)
-    else:
-        where, (X, y) = data_path, prep.transform(data.read_table(data_path), with_target=True)
-    out_dir = out_dir or os.path.dirname(os.path.abspath(model_path))
-    with OutputFolder(out_dir):
-        result = explain_to(out_dir, model, prep, X, y, n_repeats=repeats, seed=seed)
-    click.echo(
-        f"permutation importance on {where} ({len(y):,} rows, {repeats} repeats); "
-        f"{result['metric']} without shuffling: {result['baseline']:.4f}"
-    )
-    click.echo(format_importance(result))
-    click.echo(f"wrote {out_dir}/: importance.json, importance.png")
+for _command in (bench_command, tune_command, explain_command):
+    main.add_command(_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

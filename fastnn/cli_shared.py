@@ -1,0 +1,308 @@
+"""What the ``fastnn`` commands share: option factories, reading and preparing a table,
+evaluating and writing a run, and loading a model to score with.
+
+The commands live in :mod:`fastnn.cli` (the group, ``train``, ``predict``, ``export``,
+``steps``, ``info``), :mod:`fastnn.cli_search` (``tune``, ``explain``) and
+:mod:`fastnn.cli_bench` (``bench``); they all import from here, never from each other.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import click
+
+from .defaults import TUTORIAL
+from .errors import ConfigError, DataError
+from .runguard import StopOnInterrupt
+
+#: the tutorial network: two hidden layers of 6 units
+DEFAULT_HIDDEN = ",".join(map(str, TUTORIAL.hidden))
+_CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+# --------------------------------------------------------------------------- helpers
+def _parse_hidden(ctx, param, value):
+    if value is None:
+        return None
+    text = value.strip().lower()
+    if text in ("", "none", "0"):
+        return ()
+    sizes = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part.isdigit() or int(part) < 1:
+            raise click.BadParameter(
+                f"{value!r} is not a comma-separated list of positive layer sizes (e.g. 6,6)"
+            )
+        sizes.append(int(part))
+    return tuple(sizes)
+
+
+def _compile_seconds(be) -> float:
+    """Seconds the Numba backend has spent compiling in this process (0 elsewhere)."""
+    if be.name != "numba":
+        return 0.0
+    from .backends.numba_backend import compile_stats
+
+    return compile_stats()["seconds"]
+
+
+def _split_drop(values, columns) -> list[str]:
+    """--drop may repeat, and a value may list several columns separated by commas."""
+    out = []
+    for v in values:
+        if v in columns or "," not in v:
+            out.append(v.strip())
+        else:
+            out.extend(p.strip() for p in v.split(",") if p.strip())
+    return list(dict.fromkeys(out))
+
+
+def _choice(name, choices, help):
+    """An option whose value is one of ``choices`` (default None: decided later)."""
+    return click.option(name, type=click.Choice(choices), help=help)
+
+
+def _hidden_text(hidden) -> str:
+    return ",".join(map(str, hidden)) or "none"
+
+
+# options `fastnn train` and `fastnn tune` share (each call makes a new option)
+_TARGET = click.option("--target", "-t", help="Target column. Required with a file.")
+_DROP = click.option(
+    "--drop", multiple=True, metavar="COL", help="Column to ignore; repeat it or list COL1,COL2."
+)
+_MISSING = click.option(
+    "--missing",
+    default="error",
+    show_default=True,
+    type=click.Choice(["error", "drop", "mean"]),
+    help="Missing or non-numeric cells: fail, drop those rows, or use the training mean. "
+    "Rows with a blank target are dropped only with 'drop'.",
+)
+
+
+def _test_size(help):
+    return click.option(
+        "--test-size",
+        default=0.2,
+        show_default=True,
+        type=click.FloatRange(0, 1, min_open=True, max_open=True),
+        help=help,
+    )
+
+
+def _seed(help):
+    return click.option(
+        "--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1), help=help
+    )
+
+
+def _count(name, default, least, help):
+    """An integer option with a default and a lower bound."""
+    return click.option(
+        name, default=default, show_default=True, type=click.IntRange(min=least), help=help
+    )
+
+
+def _backend(help):
+    return click.option("--backend", default=None, metavar="NAME", help=help)
+
+
+def _load_training_table(csv, target, drop):
+    """``(df, target, drop_cols, source)`` for the file, or the bundled churn data."""
+    from . import data
+
+    if csv is None:
+        df = data.load_churn()
+        target = target or data.CHURN_TARGET
+        drop_cols = _split_drop(drop, df.columns) if drop else list(data.CHURN_DROP)
+    else:
+        df = data.read_table(csv)
+        if not target:
+            raise click.UsageError(
+                f"--target is required with a file; columns are: {', '.join(map(str, df.columns))}"
+            )
+        drop_cols = _split_drop(drop, df.columns)
+    return df, target, drop_cols, df.attrs.get(data.loading.ATTR_SOURCE, csv)
+
+
+def _prepare_rows(df, target, drop_cols, missing, task, test_size, seed):
+    """Fit the Preprocessor (kinds, categories and checks from every row, statistics
+    from the training rows) and return ``(prep, (X_tr, y_tr), (X_te, y_te))``."""
+    from . import data
+
+    prep = data.Preprocessor(target=target, drop=drop_cols, missing=missing, task=task)
+    train_idx, test_idx = data.split_indices(len(df), test_size, seed)
+    prep.fit(df, train_rows=train_idx)
+    X_tr, y_tr = prep.transform(df.iloc[train_idx])
+    X_te, y_te = prep.transform(df.iloc[test_idx])
+    if len(y_te) == 0:
+        raise DataError("no test rows are left after dropping rows with missing cells")
+    return prep, (X_tr, y_tr), (X_te, y_te)
+
+
+def _print_summary(say, df, source, prep, drop_cols, ys, settings, task_given, test_size, seed):
+    import numpy as np
+
+    from . import report
+
+    n_rows = sum(len(y) for y in ys)
+    say(f"data: {source}: {len(df):,} rows, {len(df.columns)} columns; target {prep.target!r}")
+    for line in report.target_lines(prep, np.concatenate(ys), task_given):
+        say(line)
+    say(report.feature_line(prep, drop_cols))
+    if prep.missing == "drop" and n_rows < len(df):
+        blank = f" ({prep.n_blank_target_:,} with a blank target)" if prep.n_blank_target_ else ""
+        say(f"missing: dropped {len(df) - n_rows:,} rows with missing or bad cells{blank}")
+    say(
+        f"split: {len(ys[0]):,} train / {len(ys[1]):,} test rows (test size {test_size}, seed {seed})"
+    )
+    if settings.validation_split:
+        stop = (
+            f"; early stopping after {settings.patience} epochs without a better val_loss"
+            if settings.patience
+            else ""
+        )
+        say(f"validation: the last {settings.validation_split:g} of the training rows{stop}")
+
+
+def _class_weight(class_weight, prep, y_tr):
+    from .tasks import balanced_class_weight
+
+    if class_weight in (None, "none"):
+        return None
+    if prep.task == "regression":
+        raise ConfigError("--class-weight balanced applies to classifiers; this is a regression")
+    return balanced_class_weight(y_tr, len(prep.classes_))
+
+
+def _fit(say, model, X_tr, y_tr, settings, class_weight, seed, quiet):
+    """Train; print the time and how training ended. Returns ``(history, seconds)``."""
+    from . import tasks
+
+    be = model.backend
+    compiled = _compile_seconds(be)
+    t0 = time.perf_counter()
+    history = tasks.fit_model(
+        model,
+        X_tr,
+        y_tr,
+        settings,
+        class_weight,
+        seed=seed,
+        verbose=0 if quiet else 1,
+        callbacks=[StopOnInterrupt()],  # Ctrl-C: stop at the epoch's end, save
+    )
+    seconds = time.perf_counter() - t0
+    compiled = _compile_seconds(be) - compiled
+    timing = f"{seconds:.2f} s"
+    if compiled > 0.01:  # first run on this machine: say what was compilation, not training
+        timing = f"{seconds - compiled:.2f} s (+ {compiled:.2f} s compiling Numba kernels, once)"
+    ran = len(history.epoch)
+    say(f"trained {ran} epochs in {timing} on {be.name}; training path: {model.training_path}")
+    if history.stop_reason:
+        say(f"stopped early: {history.stop_reason}")
+    elif history.best_epoch is not None:
+        best = history.history["val_loss"][history.best_epoch - 1]
+        end = "stopped early" if ran < settings.epochs else "ran every epoch"
+        say(f"{end}; kept the weights of epoch {history.best_epoch} (val_loss {best:.4f})")
+    return history, seconds
+
+
+def _write_run(out_dir, model, prep, history, results, info) -> list[str]:
+    import fastnn
+
+    from . import report
+
+    model.preprocessing = prep.to_dict()
+    fastnn.save(model, os.path.join(out_dir, "model.safetensors"))
+    labels = prep.classes_
+    test = dict(results["test"])
+    if labels is not None:
+        test["confusion_matrix_labels"] = labels
+    metrics = {
+        "task": prep.task,
+        "train": results["train"],
+        "test": test,
+        "target": prep.target,
+        "target_mapping": prep.target_mapping,
+        "positive_class": prep.positive_class,
+        "classes": labels,
+        "features": prep.feature_names_,
+        **info,
+    }
+    report.write_json(os.path.join(out_dir, "metrics.json"), metrics)
+    files = report.run_files(out_dir, prep, history, results.get("test_pred"))
+    return ["model.safetensors", "metrics.json", *files]
+
+
+def _evaluate_run(model, prep, rows, seed) -> dict:
+    """metrics.json's train and test parts (the test metrics with 95% bootstrap
+    intervals), printed; for regression also the test rows' actual and predicted values
+    in the target's units (``test_pred``, for predicted.png)."""
+    from . import report, tasks
+
+    (X_tr, y_tr), (X_te, y_te) = rows
+    results = {
+        "train": tasks.evaluate(model, prep, X_tr, y_tr),
+        "test": tasks.evaluate(model, prep, X_te, y_te, intervals=True, seed=seed),
+    }
+    for line in report.result_lines(prep, results["test"]):
+        click.echo(line)
+    if prep.task == "regression":
+        results["test_pred"] = (
+            prep.inverse_target(y_te),
+            prep.inverse_target(model.predict(X_te)[:, 0]),
+        )
+    return results
+
+
+def _run_info(model, history, seconds, settings: dict) -> dict:
+    """The run facts metrics.json holds beside the metrics."""
+    return {
+        "backend": model.backend.name,
+        "training_path": model.training_path,
+        "train_seconds": seconds,
+        "epochs": len(history.epoch),
+        "best_epoch": getattr(history, "best_epoch", None),
+        "stopped": getattr(history, "stop_reason", None),
+        "settings": settings,
+    }
+
+
+def _explain(model, prep, test_rows, repeats, seed, out_dir) -> list[str]:
+    """``--explain``: permutation importance on the test rows, printed (top 10) and,
+    with ``out_dir``, written; returns the file names written."""
+    from .explain import explain_to, format_importance
+
+    X, y = test_rows
+    result = explain_to(out_dir, model, prep, X, y, n_repeats=repeats, seed=seed)
+    click.echo(
+        f"permutation importance on the {len(y):,} test rows ({repeats} repeats): drop in "
+        f"{result['metric']} (without shuffling {result['baseline']:.4f}) when a column is shuffled"
+    )
+    click.echo(format_importance(result, top=10))
+    return [] if out_dir is None else ["importance.json", "importance.png"]
+
+
+def _load_scoring_model(model_path):
+    import fastnn
+
+    from . import data
+
+    model = fastnn.load(model_path)
+    if model.preprocessing is None:
+        raise fastnn.errors.ModelFileError(
+            f"{model_path!r} holds no preprocessing state (it was not written by "
+            "`fastnn train --out`); use the Python API to predict with it"
+        )
+    prep = data.Preprocessor.from_dict(model.preprocessing)
+    if prep.n_features != model.input_dim:
+        raise fastnn.errors.ModelFileError(
+            f"{model_path!r}: the model takes {model.input_dim} features, its preprocessing "
+            f"gives {prep.n_features}"
+        )
+    return model, prep
