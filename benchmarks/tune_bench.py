@@ -6,10 +6,13 @@ Run: ``python benchmarks/tune_bench.py [--trials 20] [--folds 5] [--jobs 0] [--n
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 
-from fastnn.bench.tune import main, sklearn_grid  # noqa: F401  (sklearn_grid: tests)
+from fastnn.bench.tune import main
 
 if __name__ == "__main__":
     np.seterr(all="ignore")
-    main()
+    main(["--out", str(Path(__file__).parent / "results"), *sys.argv[1:]])

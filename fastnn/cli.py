@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import warnings
 
 import click
@@ -24,15 +25,10 @@ from .cli_shared import (
     _TARGET,
     _backend,
     _choice,
-    _class_weight,
     _count,
     _evaluate_run,
-    _explain,
-    _fit,
-    _hidden_text,
     _load_scoring_model,
     _load_training_table,
-    _parse_hidden,
     _prepare_rows,
     _print_summary,
     _run_info,
@@ -43,7 +39,7 @@ from .cli_shared import (
 from .defaults import CSV, OPTIMIZER_NAMES, REGRESSION_LOSSES, TASK_NAMES, TUTORIAL
 from .errors import ConfigError, FastnnError
 from .io import atomic_write_bytes
-from .runguard import active_interrupt, guard_command
+from .runguard import StopOnInterrupt, active_interrupt, guard_command
 
 # click >= 8.2 raises this for a bare group call; older clicks print the help themselves
 _NoArgsIsHelp = getattr(click.exceptions, "NoArgsIsHelpError", type("_Never", (Exception,), {}))
@@ -112,6 +108,95 @@ def main():
     fastnn info                        which backends work on this machine
     fastnn steps                       one training step, shown step by step
     """
+
+
+# --------------------------------------------------------------------------- train helpers
+def _parse_hidden(ctx, param, value):
+    if value is None:
+        return None
+    text = value.strip().lower()
+    if text in ("", "none", "0"):
+        return ()
+    sizes = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part.isdigit() or int(part) < 1:
+            raise click.BadParameter(
+                f"{value!r} is not a comma-separated list of positive layer sizes (e.g. 6,6)"
+            )
+        sizes.append(int(part))
+    return tuple(sizes)
+
+
+def _compile_seconds(be) -> float:
+    """Seconds the Numba backend has spent compiling in this process (0 elsewhere)."""
+    if be.name != "numba":
+        return 0.0
+    from .backends.numba_backend import compile_stats
+
+    return compile_stats()["seconds"]
+
+
+def _hidden_text(hidden) -> str:
+    return ",".join(map(str, hidden)) or "none"
+
+
+def _class_weight(class_weight, prep, y_tr):
+    from .tasks import balanced_class_weight
+
+    if class_weight in (None, "none"):
+        return None
+    if prep.task == "regression":
+        raise ConfigError("--class-weight balanced applies to classifiers; this is a regression")
+    return balanced_class_weight(y_tr, len(prep.classes_))
+
+
+def _fit(say, model, X_tr, y_tr, settings, class_weight, seed, quiet):
+    """Train; print the time and how training ended. Returns ``(history, seconds)``."""
+    from . import tasks
+
+    be = model.backend
+    compiled = _compile_seconds(be)
+    t0 = time.perf_counter()
+    history = tasks.fit_model(
+        model,
+        X_tr,
+        y_tr,
+        settings,
+        class_weight,
+        seed=seed,
+        verbose=0 if quiet else 1,
+        callbacks=[StopOnInterrupt()],  # Ctrl-C: stop at the epoch's end, save
+    )
+    seconds = time.perf_counter() - t0
+    compiled = _compile_seconds(be) - compiled
+    timing = f"{seconds:.2f} s"
+    if compiled > 0.01:  # first run on this machine: say what was compilation, not training
+        timing = f"{seconds - compiled:.2f} s (+ {compiled:.2f} s compiling Numba kernels, once)"
+    ran = len(history.epoch)
+    say(f"trained {ran} epochs in {timing} on {be.name}; training path: {model.training_path}")
+    if history.stop_reason:
+        say(f"stopped early: {history.stop_reason}")
+    elif history.best_epoch is not None:
+        best = history.history["val_loss"][history.best_epoch - 1]
+        end = "stopped early" if ran < settings.epochs else "ran every epoch"
+        say(f"{end}; kept the weights of epoch {history.best_epoch} (val_loss {best:.4f})")
+    return history, seconds
+
+
+def _explain(model, prep, test_rows, repeats, seed, out_dir) -> list[str]:
+    """``--explain``: permutation importance on the test rows, printed (top 10) and,
+    with ``out_dir``, written; returns the file names written."""
+    from .explain import explain_to, format_importance
+
+    X, y = test_rows
+    result = explain_to(out_dir, model, prep, X, y, n_repeats=repeats, seed=seed)
+    click.echo(
+        f"permutation importance on the {len(y):,} test rows ({repeats} repeats): drop in "
+        f"{result['metric']} (without shuffling {result['baseline']:.4f}) when a column is shuffled"
+    )
+    click.echo(format_importance(result, top=10))
+    return [] if out_dir is None else ["importance.json", "importance.png"]
 
 
 # --------------------------------------------------------------------------- train

@@ -1,5 +1,5 @@
-"""What the ``fastnn`` commands share: option factories, reading and preparing a table,
-evaluating and writing a run, and loading a model to score with.
+"""What several ``fastnn`` commands share: option factories, reading and preparing a
+table, evaluating and writing a run, and loading a model to score with.
 
 The commands live in :mod:`fastnn.cli` (the group, ``train``, ``predict``, ``export``,
 ``steps``, ``info``), :mod:`fastnn.cli_search` (``tune``, ``explain``) and
@@ -9,44 +9,15 @@ The commands live in :mod:`fastnn.cli` (the group, ``train``, ``predict``, ``exp
 from __future__ import annotations
 
 import os
-import time
 
 import click
 
-from .defaults import TUTORIAL
-from .errors import ConfigError, DataError
-from .runguard import StopOnInterrupt
+from .errors import DataError
 
-#: the tutorial network: two hidden layers of 6 units
-DEFAULT_HIDDEN = ",".join(map(str, TUTORIAL.hidden))
 _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 # --------------------------------------------------------------------------- helpers
-def _parse_hidden(ctx, param, value):
-    if value is None:
-        return None
-    text = value.strip().lower()
-    if text in ("", "none", "0"):
-        return ()
-    sizes = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part.isdigit() or int(part) < 1:
-            raise click.BadParameter(
-                f"{value!r} is not a comma-separated list of positive layer sizes (e.g. 6,6)"
-            )
-        sizes.append(int(part))
-    return tuple(sizes)
-
-
-def _compile_seconds(be) -> float:
-    """Seconds the Numba backend has spent compiling in this process (0 elsewhere)."""
-    if be.name != "numba":
-        return 0.0
-    from .backends.numba_backend import compile_stats
-
-    return compile_stats()["seconds"]
 
 
 def _split_drop(values, columns) -> list[str]:
@@ -63,10 +34,6 @@ def _split_drop(values, columns) -> list[str]:
 def _choice(name, choices, help):
     """An option whose value is one of ``choices`` (default None: decided later)."""
     return click.option(name, type=click.Choice(choices), help=help)
-
-
-def _hidden_text(hidden) -> str:
-    return ",".join(map(str, hidden)) or "none"
 
 
 # options `fastnn train` and `fastnn tune` share (each call makes a new option)
@@ -169,49 +136,6 @@ def _print_summary(say, df, source, prep, drop_cols, ys, settings, task_given, t
         say(f"validation: the last {settings.validation_split:g} of the training rows{stop}")
 
 
-def _class_weight(class_weight, prep, y_tr):
-    from .tasks import balanced_class_weight
-
-    if class_weight in (None, "none"):
-        return None
-    if prep.task == "regression":
-        raise ConfigError("--class-weight balanced applies to classifiers; this is a regression")
-    return balanced_class_weight(y_tr, len(prep.classes_))
-
-
-def _fit(say, model, X_tr, y_tr, settings, class_weight, seed, quiet):
-    """Train; print the time and how training ended. Returns ``(history, seconds)``."""
-    from . import tasks
-
-    be = model.backend
-    compiled = _compile_seconds(be)
-    t0 = time.perf_counter()
-    history = tasks.fit_model(
-        model,
-        X_tr,
-        y_tr,
-        settings,
-        class_weight,
-        seed=seed,
-        verbose=0 if quiet else 1,
-        callbacks=[StopOnInterrupt()],  # Ctrl-C: stop at the epoch's end, save
-    )
-    seconds = time.perf_counter() - t0
-    compiled = _compile_seconds(be) - compiled
-    timing = f"{seconds:.2f} s"
-    if compiled > 0.01:  # first run on this machine: say what was compilation, not training
-        timing = f"{seconds - compiled:.2f} s (+ {compiled:.2f} s compiling Numba kernels, once)"
-    ran = len(history.epoch)
-    say(f"trained {ran} epochs in {timing} on {be.name}; training path: {model.training_path}")
-    if history.stop_reason:
-        say(f"stopped early: {history.stop_reason}")
-    elif history.best_epoch is not None:
-        best = history.history["val_loss"][history.best_epoch - 1]
-        end = "stopped early" if ran < settings.epochs else "ran every epoch"
-        say(f"{end}; kept the weights of epoch {history.best_epoch} (val_loss {best:.4f})")
-    return history, seconds
-
-
 def _write_run(out_dir, model, prep, history, results, info) -> list[str]:
     import fastnn
 
@@ -271,21 +195,6 @@ def _run_info(model, history, seconds, settings: dict) -> dict:
         "stopped": getattr(history, "stop_reason", None),
         "settings": settings,
     }
-
-
-def _explain(model, prep, test_rows, repeats, seed, out_dir) -> list[str]:
-    """``--explain``: permutation importance on the test rows, printed (top 10) and,
-    with ``out_dir``, written; returns the file names written."""
-    from .explain import explain_to, format_importance
-
-    X, y = test_rows
-    result = explain_to(out_dir, model, prep, X, y, n_repeats=repeats, seed=seed)
-    click.echo(
-        f"permutation importance on the {len(y):,} test rows ({repeats} repeats): drop in "
-        f"{result['metric']} (without shuffling {result['baseline']:.4f}) when a column is shuffled"
-    )
-    click.echo(format_importance(result, top=10))
-    return [] if out_dir is None else ["importance.json", "importance.png"]
 
 
 def _load_scoring_model(model_path):

@@ -41,7 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
-RESULTS = Path(__file__).parents[2] / "benchmarks" / "results"
+#: where ``python -m fastnn.bench.tune`` writes without ``--out`` (as ``fastnn bench``)
+RESULTS = Path("bench-results")
 
 
 def _machine() -> dict:
