@@ -258,9 +258,19 @@ def format_importance(result: dict, top: int | None = None) -> str:
 
 
 # --------------------------------------------------------------------------- bootstrap
-def _resample_rows(n: int, n_boot: int, seed) -> np.ndarray:
-    """``(n_boot, n)`` row indices drawn with replacement, one resample per row."""
-    return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+#: resamples are drawn and scored in blocks of at most this many (resample, row) cells, so
+#: memory stays bounded (about 32 MB a float64 block) whatever the number of test rows
+_BLOCK_CELLS = 1 << 22
+
+
+def _resample_blocks(n: int, n_boot: int, seed):
+    """``(b, n)`` blocks of row indices drawn with replacement, one resample per row,
+    ``n_boot`` rows in all: the same draws as one ``(n_boot, n)`` call of the seeded
+    generator, block by block."""
+    rng = np.random.default_rng(seed)
+    step = max(1, _BLOCK_CELLS // max(n, 1))
+    for start in range(0, n_boot, step):
+        yield rng.integers(0, n, size=(min(step, n_boot - start), n))
 
 
 def _counts(draws: np.ndarray, n: int) -> np.ndarray:
@@ -353,15 +363,16 @@ def bootstrap_ci(metric, y, p, n: int = 1000, seed=0, alpha: float = 0.05) -> tu
     Resamples where the metric is undefined (one class only, for ROC AUC) are skipped.
     """
     y, P = _check_bootstrap(y, p, n, alpha)
-    draws = _resample_rows(len(y), int(n), seed)
+    blocks = _resample_blocks(len(y), int(n), seed)
     if callable(metric):
-        stats = np.array([metric(y[rows], P[rows]) for rows in draws], dtype=np.float64)
-        return _interval(stats, alpha)
+        stats = [metric(y[rows], P[rows]) for draws in blocks for rows in draws]
+        return _interval(np.array(stats, dtype=np.float64), alpha)
     name = _ALIASES.get(metric, metric)
     if name not in _VECTORISED:
         names = ", ".join(sorted(_VECTORISED))
         raise ConfigError(f"unknown metric {metric!r} for bootstrap_ci; choose one of {names}")
-    return _interval(_VECTORISED[name](_counts(draws, len(y)), y, P), alpha)
+    stats = [_VECTORISED[name](_counts(draws, len(y)), y, P) for draws in blocks]
+    return _interval(np.concatenate(stats), alpha)
 
 
 def _check_bootstrap(y, p, n, alpha):
@@ -395,13 +406,20 @@ def add_intervals(
     for a classifier; returns ``metrics``. Every interval uses the same resamples (drawn
     once from ``seed``: each equals :func:`bootstrap_ci` with that seed)."""
     y, P = _check_bootstrap(y, p, n, alpha)
-    W = None
-    for key in list(metrics):
-        name = _ALIASES.get(key, key)
-        if key == "loss" and task == "regression":  # mse, mae or huber: not known here
-            continue
-        if name in _VECTORISED and isinstance(metrics[key], (int, float)):
-            if W is None:
-                W = _counts(_resample_rows(len(y), int(n), seed), len(y))
-            metrics[f"{key}_ci"] = list(_interval(_VECTORISED[name](W, y, P), alpha))
+    keys = [
+        key
+        for key in metrics
+        if _ALIASES.get(key, key) in _VECTORISED
+        and isinstance(metrics[key], (int, float))
+        and not (key == "loss" and task == "regression")  # mse, mae or huber: not known
+    ]
+    if not keys:
+        return metrics
+    stats = {key: [] for key in keys}
+    for draws in _resample_blocks(len(y), int(n), seed):
+        W = _counts(draws, len(y))
+        for key in keys:
+            stats[key].append(_VECTORISED[_ALIASES.get(key, key)](W, y, P))
+    for key in keys:
+        metrics[f"{key}_ci"] = list(_interval(np.concatenate(stats[key]), alpha))
     return metrics
