@@ -133,9 +133,12 @@ N_OPFCOLS = 3
     H_EPS,
 ) = range(13)
 N_HYPER = 13
-#: slots of the loss constant vector (model dtype): clip eps, 1-eps, 2/k for mse
-L_EPS, L_1MEPS, L_2K = 0, 1, 2
-N_LOSSC = 3
+#: slots of the loss constant vector (model dtype): clip eps, 1-eps, 2/k for mse, and
+#: 1 to compute the loss value (0: only the gradient, where nobody reads the value; the
+#: binary cross-entropy on logits then skips its scalar log1p/exp, 30% of a small
+#: network's epoch)
+L_EPS, L_1MEPS, L_2K, L_VALUE = 0, 1, 2, 3
+N_LOSSC = 4
 
 
 # ---------------------------------------------------------------------------- activations
@@ -442,7 +445,8 @@ def _weigh(l, g, wr, has_w):
 @njit(inline="always", **_JIT)
 def _bce(P, yf, w, has_w, lc, scale, dP, logits):
     """Binary cross-entropy, element by element: on logits (log1p form, gradient
-    ``sigmoid(z) - y``, float32's sigmoid through :func:`tanh32`) or on probabilities
+    ``sigmoid(z) - y``, float32's sigmoid through :func:`tanh32`; the value only when
+    ``lc[L_VALUE]`` is set) or on probabilities
     clipped to ``[eps, 1-eps]``. ``logits`` is a
     literal at every call, so each form compiles without the other."""
     n, k, zero, one = _start(P)
@@ -450,6 +454,7 @@ def _bce(P, yf, w, has_w, lc, scale, dP, logits):
     eps = lc[L_EPS]
     hi = lc[L_1MEPS]
     f32 = P.itemsize == 4
+    value = lc[L_VALUE] != zero
     total = 0.0
     for r in range(n):
         wr = w[r, 0] if has_w else one
@@ -457,8 +462,10 @@ def _bce(P, yf, w, has_w, lc, scale, dP, logits):
             p = P[r, j]
             y = yf[r, j]
             if logits:
-                ap = p if p >= zero else -p
-                l = (p if p > zero else zero) - p * y + np.log1p(np.exp(-ap))
+                l = zero
+                if value:
+                    ap = p if p >= zero else -p
+                    l = (p if p > zero else zero) - p * y + np.log1p(np.exp(-ap))
                 t = tanh32(p * half) if f32 else np.tanh(p * half)
                 g = (half * t + half) - y
             else:

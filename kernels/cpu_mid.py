@@ -343,3 +343,40 @@ def train_epoch_mid(data, state, net, bufs, loss, opt, steps):
         upd = (theta, grad, s1, s2, opt_code, hp, lr_ts[s], eps_ts[s])
         _backward_update(ops, opf, Ws, dWs, dbs, views, first_param, upd, WT)
     return total
+
+
+@njit(**_JIT)
+def eval_loss_mid(data, theta, net, bufs, loss, batch_size):
+    """The loss summed over the rows of ``data = (X, yf, yi, w, has_w)``, forward only,
+    in chunks of ``batch_size`` rows (``bufs = (ws, G0, G1, U)``; dropout off as in
+    :func:`fastnn.kernels.cpu_cols.eval_loss_cols`)."""
+    X, yf, yi, w, has_w = data
+    ops, opf = net
+    ws, G0, G1, U = bufs
+    loss_code, sparse, lc = loss
+    n = X.shape[0]
+    d_x = X.shape[1]
+    n_ops = ops.shape[0]
+    first_param = n_ops
+    for q in range(n_ops):
+        if ops[q, C_KIND] == OP_DENSE:
+            first_param = q
+            break
+    Ws, _, bs, _ = _params(ops, theta, theta)
+    one = theta.dtype.type(1.0)
+    total = 0.0
+    nbv = -1
+    views = _step_views(ws, G0, G1, ops, first_param, 1)
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        nb = stop - start
+        if nb != nbv:
+            nbv = nb
+            views = _step_views(ws, G0, G1, ops, first_param, nb)
+        Xb = _rows(ws, 0, nb, d_x)
+        Xb[:, :] = X[start:stop]
+        _forward(ops, opf, Ws, bs, views[0], views[1], views[2], U, 0)
+        P, gP = views[2][n_ops - 1], views[3][n_ops - 1]
+        yb, yib, wb = yf[start:stop], yi[start:stop], w[start:stop]
+        total += loss_grad(P, yb, yib, wb, has_w, loss_code, sparse, lc, one, gP)
+    return total

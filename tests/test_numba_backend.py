@@ -395,7 +395,8 @@ def _assert_same_training(pair, dtype):
 
 
 _FUSED_CASES = [
-    (loss, opt, dtype, "loops")
+    (loss, opt, dtype, path)
+    for path in ("loops", "cols")
     for loss in LOSSES
     for opt in OPTS
     for dtype in ("float64", "float32")
@@ -408,14 +409,31 @@ def test_fused_epoch_matches_per_layer(monkeypatch, loss, opt, dtype, path):
     _assert_same_training(_train_pair(loss, opt, dtype), dtype)
 
 
-@pytest.mark.parametrize("path", ["loops", "blas"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("loss", LOSSES)
+def test_table_driven_loops_equal_the_generated_epoch_bit_for_bit(monkeypatch, loss, dtype):
+    """``cols`` (one compiled function for every network) runs the generated epoch's
+    kernels in its order on its layout: the same weights, to the last bit."""
+    runs = []
+    for path in ("loops", "cols"):
+        monkeypatch.setenv("FASTNN_NUMBA_PATH", path)
+        runs.append(_train_pair(loss, "adam", dtype, dropout=0.2, epochs=3)[1])
+    (ml, hl), (mc, hc) = runs
+    assert "op tables" in mc.training_path, mc.training_path
+    np.testing.assert_array_equal(ml.theta, mc.theta)
+    for s in ml.optimizer.state:
+        np.testing.assert_array_equal(ml.optimizer.state[s], mc.optimizer.state[s])
+    assert hl.history == hc.history
+
+
+@pytest.mark.parametrize("path", ["loops", "cols", "blas"])
 @pytest.mark.parametrize("loss", LOSSES)
 def test_fused_epoch_without_natural_head(monkeypatch, loss, path):
     monkeypatch.setenv("FASTNN_NUMBA_PATH", path)
     _assert_same_training(_train_pair(loss, "adam", "float64", head=False), "float64")
 
 
-@pytest.mark.parametrize("path", ["loops", "blas"])
+@pytest.mark.parametrize("path", ["loops", "cols", "blas"])
 def test_fused_epoch_dropout_and_class_weight(monkeypatch, path):
     # dropout draws the same uniforms in the same order as the per-layer path, also when
     # an epoch is cut into several calls to bound the uniforms drawn at once

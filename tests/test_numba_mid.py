@@ -152,7 +152,7 @@ def test_threads_limited_only_for_the_epoch(mid):
 def test_bad_forced_path_names_the_choices(monkeypatch):
     monkeypatch.setenv("FASTNN_NUMBA_PATH", "fast")
     m = _wide("numba", "float32")
-    with pytest.raises(ConfigError, match="'loops', 'mid' or 'blas'"):
+    with pytest.raises(ConfigError, match="loops, cols, mid, blas or generic; got 'fast'"):
         m.fit(np.zeros((10, 11)), np.arange(10) % 2, batch_size=5, epochs=1, verbose=0)
 
 
@@ -175,7 +175,7 @@ def test_kernel_uniforms_are_uniform_and_depend_on_both_keys():
             assert abs(np.corrcoef(U, V)[0, 1]) < 0.01
 
 
-@pytest.mark.parametrize("path", ["mid", "loops"])
+@pytest.mark.parametrize("path", ["mid", "loops", "cols"])
 def test_kernel_dropout_rng_is_seeded_and_drops_the_rate(monkeypatch, path):
     """FASTNN_DROPOUT_RNG=kernel: the same seed gives the same training, another seed
     another; its masks differ from the host stream's but train the same kind of model."""

@@ -80,9 +80,12 @@ def test_refit_trains_the_best_for_the_chosen_epochs(small_binary):
     assert model.predict(X).shape == (len(X), 1)
 
 
-def test_same_results_whatever_jobs():
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_same_results_whatever_jobs(backend):
+    if backend == "numba":  # the folds' compiled trainer (fastnn.backends.numba_fit)
+        pytest.importorskip("numba", reason="numba is not installed")
     X, y = blobs(n=200)
-    kw = {"n_trials": 7, "folds": 3, "seed": 11, **SMALL}
+    kw = {"n_trials": 7, "folds": 3, "seed": 11, **SMALL, "backend": backend}
     one = fastnn.tune(X, y, "binary", jobs=1, **kw)
     two = fastnn.tune(X, y, "binary", jobs=2, **kw)
     strip = [{k: t[k] for k in ("params", "state", "fold_scores", "epochs")} for t in one.trials]

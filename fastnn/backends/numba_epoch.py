@@ -72,9 +72,10 @@ def _dummy2(dt):
     return d
 
 
-def _loss_consts(dt, k: int) -> np.ndarray:
+def _loss_consts(dt, k: int, value: bool = True) -> np.ndarray:
+    """The loss constant vector (``L_*`` slots); ``value=False``: only the gradient."""
     eps = 1e-7
-    return np.array([eps, 1 - eps, 2.0 / k], dtype=dt)
+    return np.array([eps, 1 - eps, 2.0 / k, 1.0 if value else 0.0], dtype=dt)
 
 
 def _hyper(
@@ -264,10 +265,13 @@ def dropout_uniforms(k, rng, n: int, dt):
 
 # ------------------------------------------------------------------ which compiled copy
 def forced_path() -> str | None:
-    """``FASTNN_NUMBA_PATH`` (``loops``, ``mid`` or ``blas``), or None: the rule chooses."""
+    """``FASTNN_NUMBA_PATH``: one of :data:`PATHS`, ``generic`` (the rule below without
+    ``loops``: no compile per network shape), or None: the rule chooses."""
     forced = os.environ.get("FASTNN_NUMBA_PATH", "").strip().lower()
-    if forced not in ("", *PATHS):
-        raise ConfigError(f"FASTNN_NUMBA_PATH must be 'loops', 'mid' or 'blas', got {forced!r}")
+    if forced not in ("", "generic", *PATHS):
+        raise ConfigError(
+            f"FASTNN_NUMBA_PATH must be one of {', '.join(PATHS)} or generic; got {forced!r}"
+        )
     return forced or None
 
 
@@ -275,7 +279,12 @@ def choose_path(plan, batch_size: int, forced: str | None = None) -> str:
     """The compiled copy that trains this batch size; ``forced`` wins. The measured rule
     of :func:`fastnn.backends.numba_mid.choose_path` (hand loops for small networks, the
     mid path above them) first; where it does not decide, ``"loops"`` while the Dense
-    layers' multiply-adds per row fit :func:`handloop_limit`, else ``"blas"``."""
+    layers' multiply-adds per row fit :func:`handloop_limit`, else ``"blas"``.
+    ``forced="generic"``: the same rule with ``"cols"`` for ``"loops"`` (the hand loops
+    compiled once for every network: what a search over shapes wants)."""
+    if forced == "generic":
+        path = choose_path(plan, batch_size)
+        return "cols" if path == "loops" else path
     if forced is not None:
         return forced
     path = numba_mid.choose_path(plan, batch_size)
@@ -285,7 +294,7 @@ def choose_path(plan, batch_size: int, forced: str | None = None) -> str:
 
 
 #: the compiled copies by name: each trains batches ``b0 .. b1-1`` of :class:`EpochArgs`
-PATHS = ("loops", "mid", "blas")
+PATHS = ("loops", "cols", "mid", "blas")
 
 
 class EpochArgs(NamedTuple):
@@ -342,7 +351,8 @@ class EpochRunner:
         mid = "BLAS products inside one compiled call per epoch"
         if batch_size is not None or self.forced is not None:
             path = choose_path(p, batch_size or 1, self.forced)
-            how = {"loops": loops, "mid": mid}.get(path, blas)
+            cols = "hand loops from the op tables, one compiled call per epoch"
+            how = {"loops": loops, "cols": cols, "mid": mid}.get(path, blas)
         elif numba_mid.choose_path(p, 32) == "mid":  # before the first epoch: batch 32
             how = mid
         else:  # before the first epoch: the loops/BLAS rule, for any batch size
@@ -472,6 +482,22 @@ class EpochRunner:
                     a.lc, a.hp, a.lr_ts[s], a.eps_ts[s], a.batch_size, lo, hi,
                 )  # fmt: skip
         return total
+
+    def _run_cols(self, a: EpochArgs):
+        """The hand loops of ``_run_loops`` driven by the op tables: one compiled function
+        for every network (:func:`fastnn.kernels.cpu_cols.train_epoch_cols`)."""
+        from ..kernels import cpu_cols
+
+        p = self.plan
+        return cpu_cols.train_epoch_cols(
+            (a.X, a.yf, a.yi, a.w, a.has_w, a.out),
+            (a.theta, a.grad, a.s1, a.s2),
+            (self.ops, p.opf),
+            (self.ws, self.G0, self.G1, self.LS, a.U),
+            (p.loss_code, p.sparse, a.lc),
+            (p.opt_code, a.hp, a.lr_ts, a.eps_ts),
+            (a.batch_size, a.b0, a.b1),
+        )
 
     def _u_offset(self, a: EpochArgs, b: int) -> int:
         """Where batch ``b``'s dropout uniforms start in this call's ``U``."""

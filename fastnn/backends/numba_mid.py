@@ -109,6 +109,36 @@ def _controller():
     return ThreadpoolController().select(user_api="blas")
 
 
+def one_blas_thread():
+    """A context that runs every loaded BLAS library (NumPy's and SciPy's) on one thread:
+    threadpoolctl's ``threadpool_limits(1)`` with the controller found once per process
+    (``threadpool_limits`` rescans the process's libraries at every call: 3 ms)."""
+    import contextlib
+
+    ctl = _all_controller()
+    return contextlib.nullcontext() if ctl is None else ctl.limit(limits=1)
+
+
+@functools.lru_cache(maxsize=1)
+def _all_controller():
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
+    mid_available()
+    return ThreadpoolController()
+
+
+def blas_limit(macs_per_row: int, batch_size: int):
+    """A context that runs BLAS with :func:`blas_threads` threads (nothing to limit:
+    a null context)."""
+    import contextlib
+
+    threads = blas_threads(macs_per_row, batch_size)
+    ctl = _controller() if threads is not None else None
+    return contextlib.nullcontext() if ctl is None else ctl.limit(limits=threads)
+
+
 def run_mid(runner, *args):
     """Train batches ``b0 .. b1-1`` on the mid path and return the loss sum; ``args`` are
     the runner's ``_run_loops``'s: ``X, yf, yi, w, has_w, out, theta, grad, s1, s2, U,
@@ -117,7 +147,6 @@ def run_mid(runner, *args):
 
     p = runner.plan
     data, state, (U, lc, hp, lr_ts, eps_ts), steps = args[:6], args[6:10], args[10:15], args[15:]
-    threads = blas_threads(p.macs_per_row, steps[0])
     kernel_args = (
         data,
         state,
@@ -127,8 +156,5 @@ def run_mid(runner, *args):
         (p.opt_code, hp, lr_ts, eps_ts),
         steps,
     )
-    ctl = _controller() if threads is not None else None
-    if ctl is None:
-        return cpu_mid.train_epoch_mid(*kernel_args)
-    with ctl.limit(limits=threads):
+    with blas_limit(p.macs_per_row, steps[0]):
         return cpu_mid.train_epoch_mid(*kernel_args)

@@ -1,0 +1,165 @@
+"""The compiled fold trainer (``fastnn.backends.numba_fit.fit_early_stopping``): a whole
+training run with early stopping in one compiled call, as ``fastnn tune`` trains a fold.
+
+Checked against a Python loop over the backend's own compiled epoch with the same
+shuffles (float64, to rounding), against ``model.evaluate`` for the validation loss and
+the restored weights, against the EarlyStopping rule on its own validation curve; same
+seed same weights, and None where it does not apply."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numba", reason="numba is not installed (pip install 'fastnn[numba]')")
+pytest.importorskip("scipy", reason="scipy is not installed (pip install 'fastnn[numba]')")
+
+from fastnn.kernels import cpu, cpu_fit  # noqa: E402
+
+import fastnn  # noqa: E402
+from fastnn import training  # noqa: E402
+from fastnn._random import make_rng  # noqa: E402
+from fastnn.backends.numba_fit import fit_early_stopping  # noqa: E402
+from fastnn.layers import Dense, Dropout  # noqa: E402
+
+WIDE = 24  # 11*24 + 24*24 + 24 = 864 multiply-adds a row: the mid (BLAS) path
+NARROW = 6  # 11*6 + 6*6 + 6 = 108: the table-driven hand loops
+
+
+def _data(task="binary", n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 11))
+    z = X[:, 0] - 0.7 * X[:, 1] + 0.4 * rng.standard_normal(n)
+    if task == "binary":
+        y = (z > 0).astype(float).reshape(-1, 1)
+    elif task == "multiclass":
+        y = np.digitize(z, [-0.5, 0.5])
+    else:
+        y = z.reshape(-1, 1)
+    return X[:220], y[:220], X[220:], y[220:]
+
+
+def _model(width, task="binary", dtype="float64", dropout=0.0, lr=0.01):
+    head = {"binary": Dense(1, "sigmoid"), "multiclass": Dense(3, "softmax")}
+    layers = [Dense(width, "tanh")]
+    if dropout:
+        layers.append(Dropout(dropout))
+    layers += [Dense(width, "relu"), head.get(task, Dense(1, "linear"))]
+    m = fastnn.Sequential(layers, backend="numba", dtype=dtype)
+    loss = {"binary": "binary_crossentropy", "multiclass": "sparse_categorical_crossentropy"}
+    m.compile(optimizer=fastnn.optimizers.Adam(lr), loss=loss.get(task, "mse"))
+    return m
+
+
+def _reference(width, X, y, Xv, yv, batch, epochs, seed):
+    """The same run as a Python loop: the backend's compiled epoch on the rows in
+    cpu_fit.shuffle's order, the validation loss from model.evaluate."""
+    m = _model(width)
+    rng = make_rng(seed)
+    training._training_data(m, X, y, None, (Xv, yv), 0.0, rng)
+    m._seed_dropout(rng)
+    keys = rng.integers(0, 1 << 32, size=(epochs, 4), dtype=np.int64)
+    runner = training.choose_path(m)
+    perm = np.empty(len(X), dtype=np.int64)
+    val = []
+    for e in range(epochs):
+        cpu_fit.shuffle(perm, keys[e, 0], keys[e, 1])
+        runner.run(X[perm], y[perm], None, batch, rng)
+        val.append(m.evaluate(Xv, yv)["loss"])
+    return m, val
+
+
+@pytest.mark.parametrize("width, path", [(NARROW, "cols"), (WIDE, "mid")])
+def test_same_training_as_the_python_loop(monkeypatch, width, path):
+    monkeypatch.setenv("FASTNN_NUMBA_PATH", path)
+    X, y, Xv, yv = _data()
+    ref, ref_val = _reference(width, X, y, Xv, yv, batch=16, epochs=4, seed=3)
+    m = _model(width)
+    run = fit_early_stopping(m, X, y, (Xv, yv), 16, 4, patience=100, seed=3)
+    assert run["epochs"] == 4
+    assert ("op tables" if path == "cols" else "inside one compiled call") in m.training_path
+    np.testing.assert_allclose(run["val_loss"], ref_val, rtol=1e-10)
+    np.testing.assert_allclose(m.theta, ref.theta, rtol=1e-10, atol=1e-12)
+    assert m.optimizer.iterations == ref.optimizer.iterations == 4 * 14
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+@pytest.mark.parametrize("width", [NARROW, WIDE])
+def test_restores_the_best_epoch_and_stops_by_the_rule(task, width):
+    """Dropout is off in the validation pass, and the weights put back are the best
+    epoch's: model.evaluate gives that epoch's validation loss. The stop follows
+    EarlyStopping's rule (patience, min_delta) on the returned curve."""
+    X, y, Xv, yv = _data(task)
+    m = _model(width, task, dropout=0.3, lr=0.05)
+    patience, delta = 3, 1e-3
+    run = fit_early_stopping(m, X, y, (Xv, yv), 32, 60, patience, delta, seed=1)
+    val = run["val_loss"]
+    best, wait, stop = np.inf, 0, len(val)
+    for e, v in enumerate(val):
+        if v < best - delta:
+            best, best_epoch, wait = v, e, 0
+        else:
+            wait += 1
+            if wait >= patience:
+                stop = e + 1
+                break
+    assert (run["epochs"], run["best_epoch"]) == (stop, best_epoch)
+    assert len(val) == run["epochs"] < 60  # it did stop early
+    assert m.evaluate(Xv, yv)["loss"] == pytest.approx(val[best_epoch], rel=1e-10)
+
+
+def test_same_seed_same_weights_and_float32():
+    X, y, Xv, yv = _data()
+    thetas = []
+    for seed in (5, 5, 6):
+        m = _model(NARROW, dtype="float32", dropout=0.2)
+        run = fit_early_stopping(m, X, y, (Xv, yv), 32, 8, 100, seed=seed)
+        assert np.isfinite(run["val_loss"]).all()
+        thetas.append(m.theta.copy())
+    np.testing.assert_array_equal(thetas[0], thetas[1])
+    assert not np.array_equal(thetas[0], thetas[2])
+
+
+def test_none_where_it_does_not_apply(monkeypatch):
+    X, y, Xv, yv = _data()
+    m = fastnn.Sequential([Dense(4, "relu"), Dense(1, "sigmoid")], backend="numpy")
+    m.compile(optimizer="adam", loss="binary_crossentropy")
+    assert fit_early_stopping(m, X, y, (Xv, yv), 32, 3, 2) is None
+    monkeypatch.setenv("FASTNN_NUMBA_PATH", "blas")
+    assert fit_early_stopping(_model(NARROW), X, y, (Xv, yv), 32, 3, 2) is None
+
+
+def test_shuffle_is_a_permutation_that_depends_on_both_keys():
+    perms = []
+    for keys in ((1, 2), (1, 2), (1, 3), (2, 2)):
+        p = np.empty(1000, dtype=np.int64)
+        cpu_fit.shuffle(p, *keys)
+        assert np.array_equal(np.sort(p), np.arange(1000))
+        perms.append(p)
+    assert np.array_equal(perms[0], perms[1])
+    assert not np.array_equal(perms[0], perms[2]) and not np.array_equal(perms[0], perms[3])
+    # every row lands anywhere: position 0 over many keys is about uniform over 10 rows
+    firsts = []
+    for k in range(2000):
+        p = np.empty(10, dtype=np.int64)
+        cpu_fit.shuffle(p, k, 7)
+        firsts.append(p[0])
+    counts = np.bincount(firsts, minlength=10)
+    assert ((counts - 200) ** 2 / 200).sum() < 30  # chi2, 9 dof
+
+
+def test_loss_without_its_value_gives_the_same_gradient():
+    rng = np.random.default_rng(0)
+    for dt in (np.float32, np.float64):
+        P = rng.standard_normal((40, 1)).astype(dt) * 4
+        yf = (rng.random((40, 1)) < 0.5).astype(dt)
+        grads, totals = [], []
+        for value in (1.0, 0.0):
+            lc = np.array([1e-7, 1 - 1e-7, 2.0, value], dtype=dt)
+            g = np.empty_like(P)
+            w = np.zeros((1, 1), dt)
+            totals.append(cpu.bce_logits_loss(P, yf, np.zeros(1, np.int64), w, False, False,
+                                              lc, dt(1 / 40), g))  # fmt: skip
+            grads.append(g)
+        np.testing.assert_array_equal(grads[0], grads[1])
+        assert totals[0] > 0 and totals[1] == 0.0
