@@ -37,6 +37,7 @@ only the ones its model uses, and the per-op dispatchers (``act_forward``, ``los
 
 from __future__ import annotations
 
+import functools
 import os
 
 import numba
@@ -44,35 +45,74 @@ import numpy as np
 from numba import njit
 
 
+@functools.lru_cache(maxsize=1)
+def source_stamp() -> tuple:
+    """``(name, size, content hash)`` of every ``.py`` file of this folder: what every
+    compiled kernel here (and every epoch :mod:`fastnn.backends.numba_compile` writes
+    from them) is checked against before its cache is used."""
+    import hashlib
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    out = []
+    for name in sorted(n for n in os.listdir(here) if n.endswith(".py")):
+        with open(os.path.join(here, name), "rb") as f:
+            data = f.read()
+        out.append((name, len(data), hashlib.sha256(data).hexdigest()[:16]))
+    return tuple(out)
+
+
 def _cache_outside_the_package() -> None:
     """Store these kernels' compiled cache in the user's cache folder, not in
-    ``site-packages/fastnn/kernels/__pycache__``.
+    ``site-packages/fastnn/kernels/__pycache__``, and keep it in step with this folder.
 
     Numba's default puts ``.nbi``/``.nbc`` files next to the source. pip does not know
     them, so uninstalling (or replacing ``pip install .`` with ``pip install -e .``) leaves
     a ``fastnn/kernels`` folder in site-packages that shadows the real package as an empty
-    namespace package. ``NUMBA_CACHE_DIR``, when set, still wins. Registered before the
-    first ``@njit(cache=True)`` below, for this folder's files only.
+    namespace package. ``NUMBA_CACHE_DIR``, when set, still says where. Registered before
+    the first ``@njit(cache=True)`` below, for this folder's files only.
+
+    Numba checks a cached function against its own file only, but a function here inlines
+    kernels of the other files (``cpu_fit`` holds ``cpu_mid``'s and ``cpu``'s code): after
+    an edit or an upgrade that touched only ``cpu.py``, ``cpu_fit``'s cache would run the
+    old ``cpu.py`` code. So every function here is stamped with all of this folder's
+    ``.py`` files: any change recompiles them all.
     """
     from numba.core import caching
 
     impl = getattr(caching, "CacheImpl", None) or getattr(caching, "_CacheImpl", None)
-    base = getattr(caching, "UserWideCacheLocator", None) or getattr(
-        caching, "_UserWideCacheLocator", None
-    )
-    if impl is None or base is None:  # an unknown Numba layout: keep its default
-        return
+    wide = getattr(caching, "UserWideCacheLocator", None)
+    given = getattr(caching, "UserProvidedCacheLocator", None)
+    if impl is None or wide is None or given is None:
+        return  # an unknown Numba layout: keep its default
     here = os.path.dirname(os.path.abspath(__file__))
 
-    class FastnnCacheLocator(base):
+    def ours(py_file):
+        return os.path.dirname(os.path.abspath(py_file)) == here
+
+    class FastnnCacheLocator(wide):
+        def get_source_stamp(self):
+            return source_stamp()
+
         @classmethod
         def from_function(cls, py_func, py_file):
-            if numba.config.CACHE_DIR or os.path.dirname(os.path.abspath(py_file)) != here:
+            if numba.config.CACHE_DIR or not ours(py_file):
                 return None
             return super().from_function(py_func, py_file)
 
-    if not any(k.__name__ == "FastnnCacheLocator" for k in impl._locator_classes):
-        impl._locator_classes.insert(0, FastnnCacheLocator)
+    class FastnnGivenCacheLocator(given):
+        def get_source_stamp(self):
+            return source_stamp()
+
+        @classmethod
+        def from_function(cls, py_func, py_file):
+            if not ours(py_file):
+                return None
+            return super().from_function(py_func, py_file)
+
+    names = {k.__name__ for k in impl._locator_classes}
+    for cls in (FastnnCacheLocator, FastnnGivenCacheLocator):
+        if cls.__name__ not in names:
+            impl._locator_classes.insert(0, cls)
 
 
 _cache_outside_the_package()

@@ -38,9 +38,9 @@ from .cpu import (
     LINEAR,
     OP_ACT,
     OP_DENSE,
+    SOFTMAX,
     act_backward,
     act_forward,
-    bias_act,
     col_sum,
     dropout_mask,
     loss_grad,
@@ -135,6 +135,38 @@ def _step_views(ws, G0, G1, ops, first_param, nb):
 
 
 @njit(**_JIT)
+def _flat(A):
+    """A row-major ``(n, d)`` view as one row ``(1, n*d)``: an elementwise kernel then
+    runs one long vectorised loop instead of ``n`` loops of ``d`` (a narrow layer's
+    short loops leave most of each vector unused: bias + tanh on 128x27 measured 7.4 us
+    in rows, 4.4 flat; bias + relu 4.9 and 2.2)."""
+    return A.reshape((1, A.size))
+
+
+@njit(**_JIT)
+def _bias_act(Z, b, has_b, code, alpha, Y):
+    """``Z += b; Y = act(Z)``, the activation over the flat views (softmax by rows)."""
+    if has_b:
+        n, d = Z.shape
+        for r in range(n):
+            for j in range(d):
+                Z[r, j] += b[j]
+    if code == SOFTMAX:
+        act_forward(Z, code, alpha, Y)
+    else:
+        act_forward(_flat(Z), code, alpha, _flat(Y))
+
+
+@njit(**_JIT)
+def _act_backward(Z, Y, dY, code, alpha, dZ):
+    """:func:`~fastnn.kernels.cpu.act_backward` over the flat views (softmax by rows)."""
+    if code == SOFTMAX:
+        act_backward(Z, Y, dY, code, alpha, dZ)
+    else:
+        act_backward(_flat(Z), _flat(Y), _flat(dY), code, alpha, _flat(dZ))
+
+
+@njit(**_JIT)
 def _mul(A, B, out):
     """``out = A * B`` elementwise, ``(n, d)`` arrays (``out`` may be ``A``)."""
     n, d = A.shape
@@ -217,14 +249,17 @@ def _forward(ops, opf, Ws, bs, As, Zs, Ys, U, u_pos):
                 _head_forward(A, Ws[q], Z)
             else:
                 _matmul_rows(A, Ws[q], Z)
-            bias_act(Z, bs[q], ops[q, C_BOFF] >= 0, code, alpha, Y)
+            _bias_act(Z, bs[q], ops[q, C_BOFF] >= 0, code, alpha, Y)
         elif kind == OP_ACT:
-            act_forward(A, code, alpha, Y)
+            if code == SOFTMAX:
+                act_forward(A, code, alpha, Y)
+            else:
+                act_forward(_flat(A), code, alpha, _flat(Y))
         else:  # dropout: Z holds the mask
             size = Z.size
             Ub = U[u_pos : u_pos + size].reshape(Z.shape)
-            dropout_mask(Ub, opf[q, F_RATE], opf[q, F_KEEP], Z)
-            _mul(A, Z, Y)
+            dropout_mask(_flat(Ub), opf[q, F_RATE], opf[q, F_KEEP], _flat(Z))
+            _mul(_flat(A), _flat(Z), _flat(Y))
             u_pos += size
     return u_pos
 
@@ -264,7 +299,7 @@ def _backward_update(ops, opf, Ws, dWs, dbs, views, first_param, upd, WT):
         dZ = dZs[q]
         if kind == OP_DENSE:
             if code != LINEAR:
-                act_backward(Zs[q], Ys[q], gY, code, opf[q, F_ALPHA], dZ)
+                _act_backward(Zs[q], Ys[q], gY, code, opf[q, F_ALPHA], dZ)
             if dZ.shape[1] == 1 and As[q].size <= HEAD_LOOPS_MAX:
                 _head_backward(As[q], Ws[q], dZ, dWs[q], gXs[q], q > first_param)
             else:
@@ -284,9 +319,9 @@ def _backward_update(ops, opf, Ws, dWs, dbs, views, first_param, upd, WT):
                     )
             opt_update(theta, grad, s1, s2, wo, hi, opt_code, hp, lr_t, eps_t)
         elif kind == OP_ACT:
-            act_backward(As[q], Ys[q], gY, code, opf[q, F_ALPHA], dZ)
+            _act_backward(As[q], Ys[q], gY, code, opf[q, F_ALPHA], dZ)
         else:
-            _mul(gY, Zs[q], dZ)
+            _mul(_flat(gY), _flat(Zs[q]), _flat(dZ))
 
 
 @njit(**_JIT)

@@ -163,3 +163,20 @@ def test_loss_without_its_value_gives_the_same_gradient():
             grads.append(g)
         np.testing.assert_array_equal(grads[0], grads[1])
         assert totals[0] > 0 and totals[1] == 0.0
+
+
+def test_every_kernel_cache_is_checked_against_the_whole_kernel_folder():
+    """A compiled function inlines kernels of other files (fit_early_stop holds cpu_mid's
+    and cpu's code), so its cache is stamped with every kernel file, not only its own;
+    the generated per-model epochs name the same stamp in their source."""
+    from fastnn.backends import numba_epoch
+    from fastnn.backends.numba_compile import epoch_source
+
+    names = [entry[0] for entry in cpu.source_stamp()]
+    assert {"cpu.py", "cpu_mid.py", "cpu_cols.py", "cpu_fit.py"} <= set(names)
+    for fn in (cpu_fit.fit_early_stop, cpu.adam_step):
+        assert fn._cache._impl.locator.get_source_stamp() == cpu.source_stamp()
+    m = _model(NARROW)
+    m.build(11)
+    plan = numba_epoch.plan(cpu, m.training_spec())
+    assert "Built on the kernels " in epoch_source(cpu, plan)
