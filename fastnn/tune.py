@@ -15,8 +15,11 @@ are behind the median of the finished ones. Trial 0 is the default configuration
 the best is never worse than the default (on the cross-validation score).
 
 Parallel, and the same result whatever ``jobs`` is: the folds are tasks for a pool of
-``jobs`` worker processes (processes, not threads: part of every epoch is Python that
-holds the GIL). A fold starts only when a worker is free, folds that are surely needed
+``jobs`` worker processes (processes: the model building, prediction and scoring around
+a fold's training are Python that holds the GIL). On the Numba backend a fold's whole
+training, every epoch with its shuffle, validation pass and early-stopping test, is one
+compiled call (:mod:`fastnn.backends.numba_fit`); elsewhere ``model.fit`` with
+:class:`~fastnn.callbacks.EarlyStopping`. A fold starts only when a worker is free, folds that are surely needed
 first (see :func:`_pick`), so a trial that gets pruned wastes at most the folds already
 running (none with ``jobs=1``). Each fold trains from a seed derived from ``(seed, trial
 number, fold)`` and uses one BLAS thread, so a fold's score does not depend on which
@@ -248,10 +251,12 @@ def _init_worker(state: dict, in_child: bool = True) -> None:
 
 @contextlib.contextmanager
 def _one_compiled_epoch():
-    """Train every trial on the Numba backend's generic mid path (one compiled function
-    for any Dense stack) unless ``FASTNN_NUMBA_PATH`` is set: the hand-loop path compiles
-    one epoch per network shape (seconds each), which a search over 20 shapes would pay
-    20 times (measured on churn, 20 trials x 5 folds, 2 cores: 50 s against 16 s). And,
+    """Train every trial on the Numba backend's ``generic`` paths unless
+    ``FASTNN_NUMBA_PATH`` is set: the table-driven hand loops ("cols") for small
+    networks, the mid path (BLAS from compiled code) above them, each one compiled
+    function for any Dense stack. The model's own hand-loop epoch compiles once per
+    network shape (seconds each), which a search over 20 shapes would pay 20 times
+    (measured on churn, 20 trials x 5 folds, 2 cores: 50 s against 16 s). And,
     unless ``FASTNN_DROPOUT_RNG`` is set, draw dropout masks in compiled code
     (:func:`fastnn.backends.numba_epoch.dropout_rng`): a fold needs masks that are the
     same for its seed, not the same as another backend's, and host uniforms cost more

@@ -39,8 +39,11 @@ products stay on NumPy's BLAS. What changes:
   BLAS's overhead sooner (at 512 it lies between 784 and 2080). The rule picks the faster
   path in every cell measured except ties. Between them, a third copy ("mid", one compiled
   call per epoch whose products are BLAS calls) now trains mid-width networks: see
-  :mod:`fastnn.backends.numba_mid`. ``FASTNN_NUMBA_PATH=loops|mid|blas`` forces one path
-  (benchmarks and tests); :func:`fastnn.backends.numba_epoch.choose_path` is the rule.
+  :mod:`fastnn.backends.numba_mid`. ``FASTNN_NUMBA_PATH=loops|cols|mid|blas`` forces one
+  path (benchmarks and tests; ``cols`` is the hand loops read from the op tables, one
+  compiled function for every network, bit-identical to ``loops``), ``generic`` the rule
+  without per-shape compiles (``fastnn tune``);
+  :func:`fastnn.backends.numba_epoch.choose_path` is the rule.
 
 Results agree with the NumPy backend to float rounding (same formulas, constants cast to
 the model dtype as NumPy does; only summation order differs). Dropout in the fused path
