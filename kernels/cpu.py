@@ -423,13 +423,19 @@ def act_backward(Z, Y, dY, code, alpha, dZ):
 
 
 @njit(**_JIT)
+def add_bias(Z, b):
+    """``Z += b`` for ``Z (n, d)``, ``b (d,)``."""
+    n, d = Z.shape
+    for r in range(n):
+        for j in range(d):
+            Z[r, j] += b[j]
+
+
+@njit(**_JIT)
 def bias_act(Z, b, has_b, code, alpha, Y):
     """Fused ``Z += b; Y = act(Z)`` (``Y`` may be ``Z`` for linear). ``b (d,)``."""
     if has_b:
-        n, d = Z.shape
-        for r in range(n):
-            for j in range(d):
-                Z[r, j] += b[j]
+        add_bias(Z, b)
     act_forward(Z, code, alpha, Y)
 
 

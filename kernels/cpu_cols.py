@@ -41,7 +41,7 @@ from .cpu import (
     rows_to_cols,
     scale_by,
 )
-from .cpu_mid import _params
+from .cpu_mid import _params, first_dense
 
 
 @njit(**_JIT)
@@ -126,15 +126,6 @@ def _backward(ops, opf, Ws, dWs, dbs, views, first_param):
 
 
 @njit(**_JIT)
-def _first_param(ops):
-    """The first Dense op (the backward pass stops there)."""
-    for q in range(ops.shape[0]):
-        if ops[q, C_KIND] == OP_DENSE:
-            return q
-    return ops.shape[0]
-
-
-@njit(**_JIT)
 def _loss(P, gP, LS, yb, yib, wb, has_w, loss, scale):
     """Loss sum of one step's feature-major outputs ``P (k, nb)``; the gradient into
     ``gP`` (through the row-major scratch ``LS`` when ``k > 1``)."""
@@ -166,7 +157,7 @@ def train_epoch_cols(data, state, net, bufs, loss, opt, steps):
     batch_size, b_first, b_last = steps
     n = X.shape[0]
     n_ops = ops.shape[0]
-    first = _first_param(ops)
+    first = first_dense(ops)
     Ws, dWs, bs, dbs = _params(ops, theta, grad)
     t = theta.dtype.type
     total = 0.0
@@ -204,7 +195,7 @@ def eval_loss_cols(data, theta, net, bufs, loss, batch_size):
     ws, G0, G1, LS, U = bufs
     n = X.shape[0]
     n_ops = ops.shape[0]
-    first = _first_param(ops)
+    first = first_dense(ops)
     Ws, _, bs, _ = _params(ops, theta, theta)
     total = 0.0
     nbv = -1

@@ -41,6 +41,7 @@ from .cpu import (
     SOFTMAX,
     act_backward,
     act_forward,
+    add_bias,
     col_sum,
     dropout_mask,
     loss_grad,
@@ -52,6 +53,15 @@ from .cpu import (
 def _rows(buf, off, n, d):
     """The row-major ``(n, d)`` view of ``buf[off : off + n*d]``."""
     return buf[off : off + n * d].reshape((n, d))
+
+
+@njit(**_JIT)
+def first_dense(ops):
+    """The first Dense op (the backward pass stops there), or ``len(ops)``."""
+    for q in range(ops.shape[0]):
+        if ops[q, C_KIND] == OP_DENSE:
+            return q
+    return ops.shape[0]
 
 
 @njit(**_JIT)
@@ -147,10 +157,7 @@ def _flat(A):
 def _bias_act(Z, b, has_b, code, alpha, Y):
     """``Z += b; Y = act(Z)``, the activation over the flat views (softmax by rows)."""
     if has_b:
-        n, d = Z.shape
-        for r in range(n):
-            for j in range(d):
-                Z[r, j] += b[j]
+        add_bias(Z, b)
     if code == SOFTMAX:
         act_forward(Z, code, alpha, Y)
     else:
@@ -347,11 +354,7 @@ def train_epoch_mid(data, state, net, bufs, loss, opt, steps):
     n = X.shape[0]
     d_x = X.shape[1]
     n_ops = ops.shape[0]
-    first_param = n_ops
-    for q in range(n_ops):
-        if ops[q, C_KIND] == OP_DENSE:
-            first_param = q
-            break
+    first_param = first_dense(ops)
     Ws, dWs, bs, dbs = _params(ops, theta, grad)
     WT = np.empty(WT_COPY_MAX, dtype=theta.dtype)
     nbv = min(batch_size, n - b_first * batch_size)
@@ -392,11 +395,7 @@ def eval_loss_mid(data, theta, net, bufs, loss, batch_size):
     n = X.shape[0]
     d_x = X.shape[1]
     n_ops = ops.shape[0]
-    first_param = n_ops
-    for q in range(n_ops):
-        if ops[q, C_KIND] == OP_DENSE:
-            first_param = q
-            break
+    first_param = first_dense(ops)
     Ws, _, bs, _ = _params(ops, theta, theta)
     one = theta.dtype.type(1.0)
     total = 0.0
