@@ -37,11 +37,23 @@ def write_json(path, data) -> None:
 
 
 def format_ci(label: str, value: float, ci, digits: int = 3, spec: str | None = None) -> str:
-    """``ROC AUC 0.868 (0.846-0.889)``; ``spec`` (e.g. ".4g") replaces the fixed
-    ``digits`` decimals, for numbers in a target's own units."""
-    spec = spec or f".{digits}f"
+    """``ROC AUC 0.868 (0.846-0.889)``: the value and its interval with ``digits``
+    decimals; ``spec`` (e.g. ".4g") replaces them, for numbers in a target's own units:
+    the value to that many significant digits and the bounds to the same decimals
+    (``MAE 45.30 (38.30-52.23)``). A negative bound is joined with " to "."""
     lo, hi = ci
-    return f"{label} {value:{spec}} ({lo:{spec}}-{hi:{spec}})"
+    if spec is not None and spec.endswith("g"):
+        spec = f".{_decimals(value, int(spec[1:-1] or 6))}f"
+    spec = spec or f".{digits}f"
+    sep = " to " if min(lo, hi) < 0 else "-"
+    return f"{label} {value:{spec}} ({lo:{spec}}{sep}{hi:{spec}})"
+
+
+def _decimals(value: float, significant: int) -> int:
+    """Decimals that show ``value`` to ``significant`` digits (0 for big numbers)."""
+    if not math.isfinite(value) or value == 0:
+        return max(significant - 1, 0)
+    return max(significant - 1 - math.floor(math.log10(abs(value))), 0)
 
 
 def fmt_matrix(C, labels) -> str:

@@ -331,7 +331,7 @@ def test_intervals_are_printed(tables):
     res = run("train", tables, "--target", "price", "--drop", "kind", *FAST)
     line = next(x for x in res.stdout.splitlines() if x.startswith("test R2"))
     assert re.fullmatch(
-        r"test R2 [-\d.]+ \([-\d.]+-[-\d.]+\)   MAE \S+ \(\S+\)   RMSE \S+ \(\S+\)   \(48 rows\)",
+        r"test R2 [-\d.]+ \([-\d.]+(?:-| to )[-\d.]+\)   MAE \S+ \(\S+\)   RMSE \S+ \(\S+\)   \(48 rows\)",
         line,
     ), line
 

@@ -188,6 +188,21 @@ def test_add_intervals_and_format(scored):
     assert E.format_ci("ROC AUC", 0.8684, (0.8461, 0.8893)) == "ROC AUC 0.868 (0.846-0.889)"
 
 
+@pytest.mark.parametrize(
+    "value, ci, spec, text",
+    [
+        # a target's units: the value to 4 significant digits, the bounds to its decimals
+        (45.3, (38.3, 52.23), ".4g", "MAE 45.30 (38.30-52.23)"),
+        (12345.6, (11000.2, 13999.9), ".4g", "MAE 12346 (11000-14000)"),
+        (0.012345, (0.01, 0.0151), ".4g", "MAE 0.01235 (0.01000-0.01510)"),
+        (-0.12, (-0.4, -0.01), None, "MAE -0.120 (-0.400 to -0.010)"),  # not "-0.400--0.010"
+        (0.02, (-0.05, 0.1), None, "MAE 0.020 (-0.050 to 0.100)"),
+    ],
+)
+def test_format_ci_aligns_decimals_and_signs(value, ci, spec, text):
+    assert E.format_ci("MAE", value, ci, spec=spec) == text
+
+
 def test_bootstrap_errors(scored):
     y, p = scored
     with pytest.raises(errors.ConfigError, match="unknown metric 'f2'"):
