@@ -53,6 +53,48 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     click.echo(f"fastnn: warning: {_one_line(message)}", err=True)
 
 
+#: the console script's file name (the Windows launchers' too)
+_SCRIPTS = ("fastnn", "fastnn.exe", "fastnn-script.py")
+
+
+def _is_the_command() -> bool:
+    """True in the ``fastnn`` process itself (the console script or ``python -m
+    fastnn.cli``), run without a profiler or tracer, with no other thread to wait for;
+    never where ``main`` is called from someone else's program (a notebook, a test), nor
+    with ``FASTNN_FULL_EXIT=1`` (for tools that need the full teardown)."""
+    import threading
+
+    if os.environ.get("FASTNN_FULL_EXIT", "") not in ("", "0"):
+        return False
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    script = os.path.basename(sys.argv[0]) if sys.argv else ""
+    if script not in _SCRIPTS and getattr(spec, "name", None) != "fastnn.cli":
+        return False
+    if sys.gettrace() is not None or sys.getprofile() is not None:
+        return False
+    return not any(
+        t.is_alive() and not t.daemon and t is not threading.main_thread()
+        for t in threading.enumerate()
+    )
+
+
+def _exit_now(code: int):
+    """End the process as ``sys.exit(code)`` would, less the interpreter's teardown of
+    every loaded module (0.4 s after ``fastnn train``, 0.7 s after ``fastnn tune`` on
+    the 2-core box, with Numba, pandas, Optuna and matplotlib loaded): the exit
+    handlers run and the output is flushed first. Every file fastnn writes is complete
+    and closed before this point (written whole and renamed into place)."""
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (fastnn ... | head)
+            pass
+    os._exit(code)
+
+
 class FastnnGroup(click.Group):
     """A click group whose errors are one line on stderr with exit code 2."""
 
@@ -60,6 +102,8 @@ class FastnnGroup(click.Group):
         """Run the command; return (or, standalone, exit with) the exit code."""
         code = self._run(args, prog_name or "fastnn", complete_var, extra)
         if standalone_mode:
+            if args is None and _is_the_command():
+                _exit_now(code)
             sys.exit(code)
         return code
 
