@@ -19,17 +19,20 @@ Parallel, and the same result whatever ``jobs`` is: the folds are tasks for a po
 a fold's training are Python that holds the GIL). On the Numba backend a fold's whole
 training, every epoch with its shuffle, validation pass and early-stopping test, is one
 compiled call (:mod:`fastnn.backends.numba_fit`); elsewhere ``model.fit`` with
-:class:`~fastnn.callbacks.EarlyStopping`. A fold starts only when a worker is free, folds that are surely needed
-first (see :func:`_pick`), so a trial that gets pruned wastes at most the folds already
-running (none with ``jobs=1``). Each fold trains from a seed derived from ``(seed, trial
+:class:`~fastnn.callbacks.EarlyStopping`. A fold starts only when a worker is free,
+folds that are surely needed first (see :func:`_pick`), and the folds still running for
+a trial once it is pruned (or for any trial once the search ends) are stopped before
+their next epoch through a flag in memory the workers share (:meth:`_Folds.stop`), so a
+pruned trial wastes at most an epoch on each worker (nothing with ``jobs=1``). Each fold trains from a seed derived from ``(seed, trial
 number, fold)`` and uses one BLAS thread, so a fold's score does not depend on which
 process ran it or when. Trials are sampled in a fixed order: trials ``0 .. IN_FLIGHT-1``
 first, then trial ``t + IN_FLIGHT`` right after trial ``t`` is told, always with the
 sampler seeded from ``(seed, trial number)``; results are told (and pruning decided) in
 trial order. What the sampler and pruner see at each decision is therefore the same for
 any ``jobs``; only how much work runs at once changes (a pruned trial's folds that
-already started are wasted work, never a different result). ``timeout`` and a shared ``storage`` (several
-processes on one study) trade this determinism for wall time.
+already started are stopped and never read: wasted work, never a different result).
+``timeout`` and a shared ``storage`` (several processes on one study) trade this
+determinism for wall time.
 
 Several processes or machines work on one study through Optuna's RDB storage
 (``storage="sqlite:///study.db"``, or a PostgreSQL URL) and a ``study`` name; every
@@ -57,6 +60,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .callbacks import Callback
 from .defaults import CSV, TASK_NAMES, TASKS, TUTORIAL, TrainDefaults
 from .errors import ConfigError, DataError
 
@@ -247,6 +251,8 @@ def _init_worker(state: dict, in_child: bool = True) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     _W.clear()
     _W.update(state)
+    if state.get("cancel_flags") is not None:  # shared with the parent (see _Folds)
+        _W["cancel"] = np.frombuffer(state["cancel_flags"], dtype=np.int8)
 
 
 @contextlib.contextmanager
@@ -278,9 +284,10 @@ def _one_compiled_epoch():
                 os.environ[key] = value
 
 
-def run_fold(config: dict, fold: int, seed: int) -> dict:
+def run_fold(config: dict, fold: int, seed: int, slot: int | None = None) -> dict:
     """Train ``config`` on one fold (data from :func:`_init_worker`); returns
-    ``{"score", "epochs" (best epoch, 1-based), "seconds"}``."""
+    ``{"score", "epochs" (best epoch, 1-based), "seconds"}``. ``slot``: this fold's
+    cancel flag in the shared ``_W["cancel"]`` (see :class:`_Folds`)."""
     from .backends.numba_mid import one_blas_thread
 
     X, y, task = _W["X"], _W["y"], _W["task"]
@@ -293,32 +300,46 @@ def run_fold(config: dict, fold: int, seed: int) -> dict:
     with one_blas_thread(), warnings.catch_warnings(), _one_compiled_epoch():
         warnings.simplefilter("ignore")  # a diverging trial is scored, not reported
         model = build_model(config, task, _W["n_outputs"], _W["backend"], metrics=())
-        epochs, best = _train_fold(model, config, (X[tr], y_tr), (X[va], y_va), seed)
+        cancel = None if slot is None else _W["cancel"][slot : slot + 1]
+        epochs, best = _train_fold(model, config, (X[tr], y_tr), (X[va], y_va), seed, cancel)
         P = model.predict(X[te])
     best = epochs if best is None else best + 1
     return {"score": score(task, y[te], P), "epochs": best, "seconds": time.perf_counter() - t0}
 
 
-def _train_fold(model, config, train, val, seed):
+def _train_fold(model, config, train, val, seed, cancel=None):
     """Train one fold with early stopping; ``(epochs run, best epoch 0-based or None)``.
     In one compiled call where the backend has one
     (:func:`fastnn.backends.numba_fit.fit_early_stopping`: 2x faster for small networks,
-    whose epochs cost no more than the Python around them), else ``model.fit``."""
+    whose epochs cost no more than the Python around them), else ``model.fit``.
+    ``cancel``: a shared int8 flag that ends the training before its next epoch."""
     from .backends.numba_fit import fit_early_stopping
     from .callbacks import EarlyStopping
 
     batch, epochs, patience, delta = (
         int(config["batch_size"]), _W["max_epochs"], _W["patience"], _W["min_delta"],
     )  # fmt: skip
-    run = fit_early_stopping(model, *train, val, batch, epochs, patience, delta, seed)
+    run = fit_early_stopping(model, *train, val, batch, epochs, patience, delta, seed, cancel)
     if run is not None:
         return run["epochs"], run["best_epoch"]
     stop = EarlyStopping(patience=patience, min_delta=delta, restore_best_weights=True)
+    callbacks = [stop] if cancel is None else [stop, _Cancelled(cancel)]
     history = model.fit(
-        *train, batch_size=batch, epochs=epochs, validation_data=val, callbacks=[stop],
+        *train, batch_size=batch, epochs=epochs, validation_data=val, callbacks=callbacks,
         verbose=0, seed=seed,
     )  # fmt: skip
     return len(history.epoch), stop.best_epoch
+
+
+class _Cancelled(Callback):
+    """Stops ``fit`` at the end of an epoch once the shared flag ``flag[0]`` is set."""
+
+    def __init__(self, flag):
+        self.flag = flag
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.flag[0]:
+            self.model.stop_training = True
 
 
 def _warm_up(state: dict) -> None:
@@ -356,18 +377,27 @@ class _Inline:
 class _Folds:
     """Runs folds on a pool of ``jobs`` worker processes, or in this process for
     ``jobs=1``, one fold per free worker (:meth:`free`): nothing waits in a queue, so
-    the folds of a trial that gets pruned are not started behind its back."""
+    the folds of a trial that gets pruned are not started behind its back, and those
+    already running are stopped at their next epoch (:meth:`stop`: a flag per running
+    fold in memory the workers share; measured on churn, 20 trials x 5 folds, 2 cores:
+    10 of 78 folds run were never read, 2.5 of 12.2 s of fold time, before they could
+    be stopped)."""
 
     def __init__(self, jobs: int, state: dict):
         self.pool, self.jobs, self.live = None, jobs, set()
+        self.slot_of, self.free_slots, self.flags = {}, [], None
         if jobs > 1:
             # fork: the workers inherit the data and the loaded kernels (no re-import);
             # spawn where fork is unsafe (macOS, Windows)
             method = "fork" if sys.platform.startswith("linux") else "spawn"
+            context = mp.get_context(method)
+            self.flags = context.RawArray("b", 2 * jobs)  # one per running fold, and spare
+            self.free_slots = list(range(2 * jobs))
+            state = {**state, "cancel_flags": self.flags}
             if method == "fork":  # load the compiled kernels once, here, for every worker
                 _warm_up(state)
             self.pool = ProcessPoolExecutor(
-                jobs, mp_context=mp.get_context(method), initializer=_init_worker, initargs=(state,)
+                jobs, mp_context=context, initializer=_init_worker, initargs=(state,)
             )
             self.pool.submit(int).result()  # start the workers now, before any thread
         else:
@@ -379,14 +409,30 @@ class _Folds:
         if self.pool is None:
             return 0 if any(r.read < len(r.futures) for r in runs) else 1
         self.live = {f for f in self.live if not f.done()}
+        for fut in [f for f in self.slot_of if f.done()]:
+            self.free_slots.append(self.slot_of.pop(fut))
         return self.jobs - len(self.live)
 
     def submit(self, *args):
         if self.pool is None:
             return _Inline(args)
-        fut = self.pool.submit(run_fold, *args)
+        slot = self.free_slots.pop() if self.free_slots else None
+        if slot is not None:
+            self.flags[slot] = 0
+        fut = self.pool.submit(run_fold, *args, slot)
+        if slot is not None:
+            self.slot_of[fut] = slot
         self.live.add(fut)
         return fut
+
+    def stop(self, futures) -> None:
+        """The results of ``futures`` will not be read: those not started never start,
+        those running end before their next epoch."""
+        for fut in futures:
+            fut.cancel()
+            slot = self.slot_of.get(fut)
+            if slot is not None and not fut.done():
+                self.flags[slot] = 1
 
     def wait(self) -> None:
         """Until some running fold finishes."""
@@ -398,6 +444,7 @@ class _Folds:
 
     def close(self):
         if self.pool is not None:
+            self.stop(list(self.live))  # nothing more is read: do not wait for them
             self.pool.shutdown(wait=True, cancel_futures=True)
         _W.clear()
 
@@ -655,7 +702,7 @@ def _read(study, run: _Run):
         return None
     run.stopped = True
     for fut in run.futures[run.read :]:
-        fut.cancel()  # a fold already running finishes, unread
+        fut.cancel()  # not started: never starts (running ones: the caller stops them)
     trial = run.trial
     for key, value in (("fold_scores", run.scores), ("epochs", run.epochs)):
         trial.set_user_attr(key, value)
@@ -774,7 +821,8 @@ def tune(
             if _read(the_study, in_flight[0]) is None:
                 runner.wait()
                 continue
-            in_flight.popleft()
+            told = in_flight.popleft()
+            runner.stop(told.futures[told.read :])  # a pruned or failed trial's other folds
             _tick(bar, the_study)
     except KeyboardInterrupt:
         if the_study is None:  # nothing ran yet: nothing to keep

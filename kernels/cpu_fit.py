@@ -132,12 +132,14 @@ def fit_early_stop(mid, train, val, shuffled, state, net, bufs, losses, opt, siz
     loss tuple (no loss value needed: see ``kernels.cpu.L_VALUE``) and the validation
     one; ``opt`` with the step scalars of every step of every epoch; ``sizes =
     (batch_size, n_batches, chunk (batches a fill of ``U``), dropout width)``; ``stop =
-    (patience, min_delta, best_theta)``; ``keys (epochs, 4)`` int64 in ``[0, 2**32)``:
-    per epoch two shuffle keys and two dropout keys."""
+    (patience, min_delta, best_theta, cancel)``: ``cancel[0] != 0`` (set by another
+    thread or process, e.g. in shared memory) ends the run before its next epoch;
+    ``keys (epochs, 4)`` int64 in ``[0, 2**32)``: per epoch two shuffle keys and two
+    dropout keys."""
     loss, val_loss = losses
     Xv, yfv, yiv, wv, has_wv, val_net, val_bufs, val_rows = val
     val_data = (Xv, yfv, yiv, wv, has_wv)
-    patience, min_delta, best_theta = stop
+    patience, min_delta, best_theta, cancel = stop
     theta = state[0]
     max_epochs = keys.shape[0]
     val_losses = np.zeros(max_epochs)
@@ -146,7 +148,7 @@ def fit_early_stop(mid, train, val, shuffled, state, net, bufs, losses, opt, siz
     best_epoch = -1
     wait = 0
     e = 0
-    while e < max_epochs:
+    while e < max_epochs and cancel[0] == 0:
         _epoch(mid, e, train, shuffled, state, net, bufs, loss, opt, sizes, keys)
         v = _val_loss(mid, val_data, theta, val_net, val_bufs, val_loss, val_rows) / n_val
         val_losses[e] = v

@@ -180,3 +180,21 @@ def test_every_kernel_cache_is_checked_against_the_whole_kernel_folder():
     m.build(11)
     plan = numba_epoch.plan(cpu, m.training_spec())
     assert "Built on the kernels " in epoch_source(cpu, plan)
+
+
+@pytest.mark.parametrize("width", [NARROW, WIDE])
+def test_the_cancel_flag_ends_the_run_before_the_next_epoch(width):
+    import threading
+
+    X, y, Xv, yv = _data()
+    flag = np.ones(1, dtype=np.int8)  # set before it starts: no epoch at all
+    run = fit_early_stopping(_model(width), X, y, (Xv, yv), 16, 50, 100, seed=0, cancel=flag)
+    assert run["epochs"] == 0 and run["best_epoch"] is None and run["val_loss"] == []
+    flag[0] = 0  # set from another thread while it trains (the call releases the GIL)
+    timer = threading.Timer(0.3, flag.__setitem__, (0, 1))
+    timer.start()
+    run = fit_early_stopping(_model(width), X, y, (Xv, yv), 16, 100_000, 10**9, cancel=flag)
+    timer.join()
+    assert 0 < run["epochs"] < 100_000  # all of them: seconds
+    with pytest.raises(fastnn.errors.ConfigError, match="1-D int8"):
+        fit_early_stopping(_model(width), X, y, (Xv, yv), 16, 2, 2, cancel=np.ones(1))

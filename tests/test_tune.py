@@ -357,3 +357,26 @@ def test_bench_tune_mode_times_both_searches(tmp_path):
         assert report["fastnn"][key] > 0
     text = (out / "tune.md").read_text()
     assert "RandomizedSearchCV" in text and "faster in wall time" in text
+
+
+def test_a_running_fold_is_stopped_when_its_result_is_no_longer_needed():
+    """The flag set in the parent reaches the compiled trainer in the worker process."""
+    pytest.importorskip("numba", reason="numba is not installed")
+    X, y = blobs(n=400)
+    state = {
+        "X": X.astype(np.float32), "y": y, "task": "binary", "n_outputs": 1,
+        "folds": tuning.fold_indices(y, "binary", 2, 0), "backend": "numba",
+        "max_epochs": 100_000, "patience": 10**9, "min_delta": 0.0,
+    }  # fmt: skip
+    folds = tuning._Folds(2, state)
+    try:
+        config = {**tuning.tutorial_config(), "batch_size": 8}
+        fut = folds.submit(config, 0, 0)
+        with pytest.raises(TimeoutError):
+            fut.result(timeout=1.5)  # 100,000 epochs: still training
+        folds.stop([fut])
+        assert 0 < fut.result(timeout=60)["epochs"] < 100_000
+        assert folds.free([]) == 2  # its flag is free for the next fold
+        assert fut not in folds.slot_of and len(folds.free_slots) == 4
+    finally:
+        folds.close()

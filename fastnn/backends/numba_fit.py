@@ -18,19 +18,26 @@ import numpy as np
 
 from .. import training
 from .._random import make_rng
+from ..errors import ConfigError
 from . import numba_epoch, numba_mid
 
 
 def fit_early_stopping(
-    model, X, y, validation_data, batch_size, epochs, patience, min_delta=0.0, seed=None
-):
+    model, X, y, validation_data, batch_size, epochs, patience, min_delta=0.0, seed=None,
+    cancel=None,
+):  # fmt: skip
     """Train ``model`` (compiled, on the Numba backend) with early stopping on the
     validation loss, in one compiled call. Returns ``{"epochs": epochs run, "best_epoch":
     0-based or None, "val_loss": [per-epoch means]}`` (no training loss: it is not
     computed), or None when
     this model has no such path (another backend, a layer or loss without a compiled
     form, or a network the rule sends to the Python-driven BLAS path): then train it
-    with ``model.fit`` and :class:`~fastnn.callbacks.EarlyStopping`."""
+    with ``model.fit`` and :class:`~fastnn.callbacks.EarlyStopping`.
+
+    ``cancel``: a 1-D int8 array whose first element, once another thread or process
+    sets it non-zero (shared memory), ends the run before its next epoch (``fastnn
+    tune`` stops the folds of a pruned trial with it); the weights are then those of
+    the best epoch so far, or of the last one if none was better."""
     model._require_compiled()
     if getattr(model.backend, "name", None) != "numba":
         return None
@@ -46,9 +53,13 @@ def fit_early_stopping(
     path = numba_epoch.choose_path(runner.plan, batch_size, runner.forced or "generic")
     if path not in ("cols", "mid"):
         return None
+    cancel = np.zeros(1, dtype=np.int8) if cancel is None else cancel
+    ok = isinstance(cancel, np.ndarray) and cancel.dtype == np.int8 and cancel.ndim == 1
+    if not ok or cancel.size == 0:
+        raise ConfigError("cancel must be a 1-D int8 array (its first element is the flag)")
     with numba_mid.blas_limit(runner.plan.macs_per_row, batch_size):
         e, best, val_losses = _run(runner, path == "mid", (Xh, yh, wh), val, batch_size,
-                                           epochs, (patience, min_delta), rng)  # fmt: skip
+                                           epochs, (patience, min_delta, cancel), rng)  # fmt: skip
     runner.spec.optimizer.advance(e * -(-Xh.shape[0] // batch_size))
     model.training_path = runner.description = runner._describe(batch_size)
     return {
@@ -100,7 +111,7 @@ def _run(runner, mid, train, val, batch_size, epochs, stop, rng):
         tuple((p.loss_code, p.sparse, numba_epoch._loss_consts(dt, p.k_out, v)) for v in (0, 1)),
         (p.opt_code, runner.hp, lr_ts, eps_ts),
         (batch_size, n_batches, chunk, width),
-        (int(stop[0]), float(stop[1]), np.empty_like(spec.theta)),
+        (int(stop[0]), float(stop[1]), np.empty_like(spec.theta), stop[2][:1]),
         keys,
     )
 
