@@ -380,3 +380,15 @@ def test_a_running_fold_is_stopped_when_its_result_is_no_longer_needed():
         assert fut not in folds.slot_of and len(folds.free_slots) == 4
     finally:
         folds.close()
+
+
+def test_spawned_workers_give_the_same_results(monkeypatch):
+    """macOS and Windows start the workers with spawn (the data and the shared cancel
+    flags are sent, not inherited): the same trials as forked workers."""
+    pytest.importorskip("numba", reason="numba is not installed")
+    X, y = blobs(n=300)
+    kw = {"n_trials": 6, "folds": 3, "seed": 1, "max_epochs": 5, "patience": 2, "jobs": 2}
+    forked = fastnn.tune(X, y, "binary", **kw)
+    monkeypatch.setattr(sys, "platform", "darwin")
+    spawned = fastnn.tune(X, y, "binary", **kw)
+    assert [t["fold_scores"] for t in spawned.trials] == [t["fold_scores"] for t in forked.trials]
