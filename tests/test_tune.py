@@ -359,13 +359,16 @@ def test_bench_tune_mode_times_both_searches(tmp_path):
     assert "RandomizedSearchCV" in text and "faster in wall time" in text
 
 
-def test_a_running_fold_is_stopped_when_its_result_is_no_longer_needed():
-    """The flag set in the parent reaches the compiled trainer in the worker process."""
-    pytest.importorskip("numba", reason="numba is not installed")
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_a_running_fold_is_stopped_when_its_result_is_no_longer_needed(backend):
+    """The flag set in the parent reaches the worker process: the compiled trainer
+    (numba) or the callback in ``model.fit`` (numpy) ends the fold."""
+    if backend == "numba":
+        pytest.importorskip("numba", reason="numba is not installed")
     X, y = blobs(n=400)
     state = {
         "X": X.astype(np.float32), "y": y, "task": "binary", "n_outputs": 1,
-        "folds": tuning.fold_indices(y, "binary", 2, 0), "backend": "numba",
+        "folds": tuning.fold_indices(y, "binary", 2, 0), "backend": backend,
         "max_epochs": 100_000, "patience": 10**9, "min_delta": 0.0,
     }  # fmt: skip
     folds = tuning._Folds(2, state)
