@@ -185,16 +185,30 @@ def test_every_kernel_cache_is_checked_against_the_whole_kernel_folder():
 @pytest.mark.parametrize("width", [NARROW, WIDE])
 def test_the_cancel_flag_ends_the_run_before_the_next_epoch(width):
     import threading
+    import time
 
     X, y, Xv, yv = _data()
     flag = np.ones(1, dtype=np.int8)  # set before it starts: no epoch at all
     run = fit_early_stopping(_model(width), X, y, (Xv, yv), 16, 50, 100, seed=0, cancel=flag)
     assert run["epochs"] == 0 and run["best_epoch"] is None and run["val_loss"] == []
     flag[0] = 0  # set from another thread while it trains (the call releases the GIL)
-    timer = threading.Timer(0.3, flag.__setitem__, (0, 1))
-    timer.start()
-    run = fit_early_stopping(_model(width), X, y, (Xv, yv), 16, 100_000, 10**9, cancel=flag)
-    timer.join()
-    assert 0 < run["epochs"] < 100_000  # all of them: seconds
+    m = _model(width)
+
+    def cancel_once_training():
+        """Set the flag after the weights changed twice (initialized, then trained):
+        not on a clock, as the run's set-up time varies from machine to machine."""
+        while m.theta is None:
+            time.sleep(0.002)
+        for _ in range(2):
+            seen = m.theta.copy()
+            while np.array_equal(m.theta, seen):
+                time.sleep(0.002)
+        flag[0] = 1
+
+    watcher = threading.Thread(target=cancel_once_training, daemon=True)
+    watcher.start()
+    run = fit_early_stopping(m, X, y, (Xv, yv), 16, 100_000, 10**9, cancel=flag)
+    watcher.join(timeout=10)
+    assert 0 < run["epochs"] < 100_000  # all of them: 20 s
     with pytest.raises(fastnn.errors.ConfigError, match="1-D int8"):
         fit_early_stopping(_model(width), X, y, (Xv, yv), 16, 2, 2, cancel=np.ones(1))
