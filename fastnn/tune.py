@@ -384,14 +384,15 @@ class _Folds:
     be stopped)."""
 
     def __init__(self, jobs: int, state: dict):
-        self.pool, self.jobs, self.live = None, jobs, set()
-        self.slot_of, self.free_slots, self.flags = {}, [], None
+        self.pool, self.jobs = None, jobs
+        self.slot_of, self.free_slots, self.flags = {}, [], None  # running fold -> flag
         if jobs > 1:
             # fork: the workers inherit the data and the loaded kernels (no re-import);
             # spawn where fork is unsafe (macOS, Windows)
             method = "fork" if sys.platform.startswith("linux") else "spawn"
             context = mp.get_context(method)
-            self.flags = context.RawArray("b", 2 * jobs)  # one per running fold, and spare
+            # one flag per running fold (at most jobs: see free), and spare
+            self.flags = context.RawArray("b", 2 * jobs)
             self.free_slots = list(range(2 * jobs))
             state = {**state, "cancel_flags": self.flags}
             if method == "fork":  # load the compiled kernels once, here, for every worker
@@ -408,21 +409,17 @@ class _Folds:
         fold has been read, so the single process never runs ahead of the pruner)."""
         if self.pool is None:
             return 0 if any(r.read < len(r.futures) for r in runs) else 1
-        self.live = {f for f in self.live if not f.done()}
         for fut in [f for f in self.slot_of if f.done()]:
             self.free_slots.append(self.slot_of.pop(fut))
-        return self.jobs - len(self.live)
+        return self.jobs - len(self.slot_of)
 
     def submit(self, *args):
         if self.pool is None:
             return _Inline(args)
-        slot = self.free_slots.pop() if self.free_slots else None
-        if slot is not None:
-            self.flags[slot] = 0
+        slot = self.free_slots.pop()
+        self.flags[slot] = 0
         fut = self.pool.submit(run_fold, *args, slot)
-        if slot is not None:
-            self.slot_of[fut] = slot
-        self.live.add(fut)
+        self.slot_of[fut] = slot
         return fut
 
     def stop(self, futures) -> None:
@@ -439,12 +436,12 @@ class _Folds:
         from concurrent.futures import FIRST_COMPLETED
         from concurrent.futures import wait as wait_for
 
-        if self.live:
-            wait_for(self.live, return_when=FIRST_COMPLETED)
+        if self.slot_of:
+            wait_for(self.slot_of, return_when=FIRST_COMPLETED)
 
     def close(self):
         if self.pool is not None:
-            self.stop(list(self.live))  # nothing more is read: do not wait for them
+            self.stop(list(self.slot_of))  # nothing more is read: do not wait for them
             self.pool.shutdown(wait=True, cancel_futures=True)
         _W.clear()
 
