@@ -775,6 +775,7 @@ def tune(
         progress: a progress bar over trials with the best so far.
     """
     _check_task(task)
+    _require("optuna")  # before minutes of first-run kernel compiling, not after
     X = np.ascontiguousarray(X, dtype=np.float32)
     y = np.asarray(y)
     if X.ndim != 2 or len(y) != len(X):

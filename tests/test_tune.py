@@ -395,3 +395,16 @@ def test_spawned_workers_give_the_same_results(monkeypatch):
     monkeypatch.setattr(sys, "platform", "darwin")
     spawned = fastnn.tune(X, y, "binary", **kw)
     assert [t["fold_scores"] for t in spawned.trials] == [t["fold_scores"] for t in forked.trials]
+
+
+def test_a_missing_optuna_is_reported_before_any_work(monkeypatch):
+    def no_work(*args):
+        raise AssertionError("the workers started (and, on a first run, kernels compiled)")
+
+    monkeypatch.setitem(sys.modules, "optuna", None)  # import optuna -> ImportError
+    monkeypatch.setattr(tuning, "_Folds", no_work)
+    X, y = blobs()
+    with pytest.raises(
+        fastnn.errors.ConfigError, match=r"needs optuna: pip install 'fastnn\[tune\]'"
+    ):
+        fastnn.tune(X, y, "binary", n_trials=2, folds=2, **SMALL)
