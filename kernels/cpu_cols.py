@@ -35,12 +35,12 @@ from .cpu import (
     cols_to_rows,
     dense_backward_t,
     dense_forward_t,
-    dropout_forward_t,
     loss_grad,
     opt_update,
     rows_to_cols,
     scale_by,
 )
+from .cpu_dropout import dropout_cols
 from .cpu_mid import _params, first_dense
 
 
@@ -100,7 +100,7 @@ def _forward(ops, opf, Ws, bs, As, Zs, Ys, U, u_pos):
         elif kind == OP_ACT:
             act_forward_t(As[q], code, alpha, Ys[q])
         else:
-            dropout_forward_t(As[q], U, u_pos, opf[q, F_RATE], opf[q, F_KEEP], Zs[q], Ys[q])
+            dropout_cols(As[q], U, u_pos, opf[q, F_RATE], opf[q, F_KEEP], Zs[q], Ys[q])
             u_pos += As[q].size
     return u_pos
 

@@ -10,7 +10,7 @@ takes. A search trains ~5,000 epochs. Here the same loop runs in compiled code:
    into preallocated buffers;
 2. train the epoch: :func:`~fastnn.kernels.cpu_cols.train_epoch_cols` (hand loops) or
    :func:`~fastnn.kernels.cpu_mid.train_epoch_mid` (BLAS products), with dropout masks
-   from :func:`~fastnn.kernels.cpu.fill_uniforms`;
+   hashed from two keys where they are applied (:mod:`~fastnn.kernels.cpu_dropout`);
 3. the validation loss, forward only (:func:`eval_table` turns dropout off);
 4. early stopping as :class:`fastnn.callbacks.EarlyStopping` (``monitor="val_loss"``,
    ``min_delta``, ``patience``, ``restore_best_weights=True``): stop after ``patience``
@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .cpu import _JIT, F_KEEP, F_RATE, _mix32, fill_uniforms
+from .cpu import _JIT, F_KEEP, F_RATE, _mix32
 from .cpu_cols import eval_loss_cols, train_epoch_cols
 from .cpu_mid import eval_loss_mid, train_epoch_mid
 
@@ -32,7 +32,7 @@ _M32 = np.uint64(0xFFFFFFFF)
 
 def eval_table(opf: np.ndarray) -> np.ndarray:
     """A copy of the float op table with every dropout off: rate 0 and keep 1, so with
-    zero uniforms the masks are ones (inference)."""
+    zero uniforms, or any keys, the masks are ones (inference)."""
     out = opf.copy()
     out[:, F_RATE] = 0.0
     out[:, F_KEEP] = 1.0
@@ -42,8 +42,9 @@ def eval_table(opf: np.ndarray) -> np.ndarray:
 @njit(**_JIT)
 def shuffle(perm, key1, key2):
     """``perm`` = a permutation of ``0 .. n-1`` drawn from two 32-bit keys (Fisher-Yates;
-    the swap index of position ``i`` from the hash of :func:`fill_uniforms`; its modulo
-    bias, at most ``n / 2**32``, is nothing next to the shuffle's purpose)."""
+    the swap index of position ``i`` from the hash of
+    :func:`~fastnn.kernels.cpu.fill_uniforms`; its modulo bias, at most ``n / 2**32``, is
+    nothing next to the shuffle's purpose)."""
     n = perm.shape[0]
     for i in range(n):
         perm[i] = i
@@ -87,8 +88,8 @@ def _val_loss(mid, data, theta, net, bufs, loss, batch_size):
 
 @njit(**_JIT)
 def _epoch(mid, e, train, shuffled, state, net, bufs, loss, opt, sizes, keys):
-    """Shuffle and train epoch ``e`` (dropout uniforms refilled per chunk of batches);
-    returns its loss sum."""
+    """Shuffle and train epoch ``e`` (dropout keys renewed per chunk of batches); returns
+    its loss sum."""
     X, yf, yi, w, has_w = train
     Xp, yfp, yip, wp, out, perm = shuffled
     ws, G0, G1, LS, U = bufs
@@ -107,9 +108,9 @@ def _epoch(mid, e, train, shuffled, state, net, bufs, loss, opt, sizes, keys):
     total = 0.0
     for b0 in range(0, n_batches, chunk):
         b1 = min(b0 + chunk, n_batches)
-        if dropout_width > 0:
-            rows = min(b1 * batch_size, n) - b0 * batch_size
-            fill_uniforms(U[: rows * dropout_width], keys[e, 2], keys[e, 3] + b0)
+        if dropout_width > 0:  # this chunk's dropout keys (kernels.cpu_dropout)
+            U[0] = np.uint64(keys[e, 2])
+            U[1] = np.uint64(keys[e, 3] + b0) & _M32
         s0 = e * n_batches + b0
         o = (opt_code, hp, lr_ts[s0 : s0 + b1 - b0], eps_ts[s0 : s0 + b1 - b0])
         total += _train(
@@ -126,16 +127,16 @@ def fit_early_stop(mid, train, val, shuffled, state, net, bufs, losses, opt, siz
     ``mid``: the BLAS epoch, else the hand loops; ``train`` = ``(X, yf, yi, w, has_w)``;
     ``val`` = the same for the validation rows plus, for the forward-only pass, its
     ``(ops, opf)`` tables (:func:`eval_table`), buffers ``(ws, G0, G1, LS, U)`` (``U``
-    zeros) and rows per chunk; ``shuffled`` = buffers of the training rows' shapes plus
-    ``out`` and ``perm``; ``state = (theta, grad, s1, s2)``; ``net = (ops, opf)``;
-    ``bufs = (ws, G0, G1, LS, U)`` (``U``: a chunk's uniforms); ``losses``: the training
-    loss tuple (no loss value needed: see ``kernels.cpu.L_VALUE``) and the validation
-    one; ``opt`` with the step scalars of every step of every epoch; ``sizes =
-    (batch_size, n_batches, chunk (batches a fill of ``U``), dropout width)``; ``stop =
-    (patience, min_delta, best_theta, cancel)``: ``cancel[0] != 0`` (set by another
-    thread or process, e.g. in shared memory) ends the run before its next epoch;
-    ``keys (epochs, 4)`` int64 in ``[0, 2**32)``: per epoch two shuffle keys and two
-    dropout keys."""
+    any two keys) and rows per chunk; ``shuffled`` = buffers of the training rows'
+    shapes plus ``out`` and ``perm``; ``state = (theta, grad, s1, s2)``; ``net = (ops,
+    opf)``; ``bufs = (ws, G0, G1, LS, U)`` (``U``: a chunk's two dropout keys, ``uint64``,
+    see :mod:`~fastnn.kernels.cpu_dropout`); ``losses``: the training loss tuple (no loss
+    value needed: see ``kernels.cpu.L_VALUE``) and the validation one; ``opt`` with the
+    step scalars of every step of every epoch; ``sizes = (batch_size, n_batches, chunk
+    (batches per key pair), dropout width)``; ``stop = (patience, min_delta, best_theta,
+    cancel)``: ``cancel[0] != 0`` (set by another thread or process, e.g. in shared
+    memory) ends the run before its next epoch; ``keys (epochs, 4)`` int64 in ``[0,
+    2**32)``: per epoch two shuffle keys and two dropout keys."""
     loss, val_loss = losses
     Xv, yfv, yiv, wv, has_wv, val_net, val_bufs, val_rows = val
     val_data = (Xv, yfv, yiv, wv, has_wv)

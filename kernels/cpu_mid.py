@@ -43,10 +43,10 @@ from .cpu import (
     act_forward,
     add_bias,
     col_sum,
-    dropout_mask,
     loss_grad,
     opt_update,
 )
+from .cpu_dropout import dropout_rows
 
 
 @njit(**_JIT)
@@ -262,12 +262,9 @@ def _forward(ops, opf, Ws, bs, As, Zs, Ys, U, u_pos):
                 act_forward(A, code, alpha, Y)
             else:
                 act_forward(_flat(A), code, alpha, _flat(Y))
-        else:  # dropout: Z holds the mask
-            size = Z.size
-            Ub = U[u_pos : u_pos + size].reshape(Z.shape)
-            dropout_mask(_flat(Ub), opf[q, F_RATE], opf[q, F_KEEP], _flat(Z))
-            _mul(_flat(A), _flat(Z), _flat(Y))
-            u_pos += size
+        else:  # dropout: Z holds the mask (uniforms or keys: kernels.cpu_dropout)
+            dropout_rows(_flat(A), U, u_pos, opf[q, F_RATE], opf[q, F_KEEP], _flat(Z), _flat(Y))
+            u_pos += Z.size
     return u_pos
 
 

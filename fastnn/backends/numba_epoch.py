@@ -240,11 +240,14 @@ def dropout_rng() -> str:
     * ``host`` (the default): drawn from the training generator, ``rng.random``, in the
       order every backend draws them, so the same seed gives the same masks on the
       per-layer path, the fused epoch and the CuPy backend;
-    * ``kernel``: :func:`fastnn.kernels.cpu.fill_uniforms` with two keys drawn from the
-      training generator per call: the same masks for the same seed on this path (any
-      process, any ``jobs``), different from the other paths', and 4-5x cheaper (a 59-wide
-      dropout at 5,440 rows an epoch: 1.6 ms of uniforms against 0.33 ms, where the rest
-      of the epoch is 2.5 ms). ``fastnn tune`` trains its folds and its refit so.
+    * ``kernel``: two keys drawn from the training generator per call, from which the
+      cols and mid paths hash each mask where they apply it
+      (:mod:`fastnn.kernels.cpu_dropout`) and the other paths fill uniforms
+      (:func:`fastnn.kernels.cpu.fill_uniforms`): the same masks for the same seed on
+      one path (any process, any ``jobs``), different from the other paths', and 4-5x
+      cheaper than host uniforms (a 59-wide dropout at 5,440 rows an epoch: 1.6 ms of
+      uniforms against 0.33 ms, where the rest of the epoch is 2.5 ms), the hashed masks
+      about 2x cheaper again. ``fastnn tune`` trains its folds and its refit so.
     """
     value = os.environ.get("FASTNN_DROPOUT_RNG", "").strip().lower() or "host"
     if value not in DROPOUT_RNGS:
@@ -252,13 +255,17 @@ def dropout_rng() -> str:
     return value
 
 
-def dropout_uniforms(k, rng, n: int, dt):
+def dropout_uniforms(k, rng, n: int, dt, keyed: bool = False):
     """``n`` dropout uniforms of dtype ``dt`` for one compiled call (see
-    :func:`dropout_rng`)."""
+    :func:`dropout_rng`). ``keyed`` (the cols and mid paths): on ``kernel``, just the
+    two keys, as a ``uint64`` array; those paths hash each mask where they apply it
+    (:mod:`fastnn.kernels.cpu_dropout`)."""
     if dropout_rng() == "kernel":
+        keys = rng.integers(0, 1 << 32, size=2, dtype=np.uint64)
+        if keyed:
+            return keys
         U = np.empty(n, dtype=dt)
-        key1, key2 = (int(v) for v in rng.integers(0, 1 << 32, size=2, dtype=np.uint64))
-        k.fill_uniforms(U, key1, key2)
+        k.fill_uniforms(U, int(keys[0]), int(keys[1]))
         return U
     return rng.random(n, dtype=np.float64).astype(dt)
 
@@ -438,7 +445,8 @@ class EpochRunner:
         out = np.empty((n, p.k_out), dtype=dt)
         n_batches = -(-n // batch_size)
         lr_ts, eps_ts = (a.astype(dt) for a in opt.step_scalars(n_batches))
-        train = getattr(self, "_run_" + choose_path(p, batch_size, self.forced))
+        path = choose_path(p, batch_size, self.forced)
+        train = getattr(self, "_run_" + path)
         self.description = self._describe(batch_size)
         # chunks of batches, so the dropout uniforms of one call stay bounded
         per_batch_u = batch_size * p.dropout_width
@@ -448,7 +456,8 @@ class EpochRunner:
             b1 = min(b0 + chunk, n_batches)
             if per_batch_u:
                 rows = min(b1 * batch_size, n) - b0 * batch_size
-                U = dropout_uniforms(self._k, rng, rows * p.dropout_width, dt)
+                keyed = path in ("cols", "mid")
+                U = dropout_uniforms(self._k, rng, rows * p.dropout_width, dt, keyed)
             else:
                 U = _dummy2(dt).reshape(-1)
             args = EpochArgs(

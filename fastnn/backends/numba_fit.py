@@ -88,8 +88,10 @@ def _run(runner, mid, train, val, batch_size, epochs, stop, rng):
     n_batches = -(-n // batch_size)
     lr_ts, eps_ts = (a.astype(dt) for a in spec.optimizer.step_scalars(epochs * n_batches))
     width = p.dropout_width
+    # dropout masks hashed from two keys a chunk (kernels.cpu_dropout); chunks keep the
+    # hash counters small, as the uniform buffers of model.fit
     chunk = n_batches if width == 0 else max(1, numba_epoch._MAX_UNIFORMS // (batch_size * width))
-    U = np.empty(max(1, min(chunk * batch_size, n) * width), dtype=dt)
+    U = np.zeros(2, dtype=np.uint64)
     shuffled = (
         np.empty_like(X),
         np.empty_like(yf),
@@ -118,16 +120,14 @@ def _run(runner, mid, train, val, batch_size, epochs, stop, rng):
 
 def _val_workspace(runner, rows: int):
     """``(ops, opf), (ws, G0, G1, LS, U), rows``: tables and buffers of a forward-only
-    pass over chunks of ``rows`` rows, dropout off (:func:`~fastnn.kernels.cpu_fit.eval_table`
-    and zero uniforms)."""
+    pass over chunks of ``rows`` rows, dropout off (:func:`~fastnn.kernels.cpu_fit.eval_table`;
+    ``U``: keys, unused at rate 0)."""
     from ..kernels import cpu_fit
 
     p, k, dt = runner.plan, runner._k, runner.spec.dtype
     ops = p.ops_units.copy()
     for col in (k.C_IN, k.C_Z, k.C_Y):
         ops[:, col] *= rows
-    bufs = tuple(
-        np.zeros(size * rows, dtype=dt)
-        for size in (p.ws_units, p.max_w, p.max_w, 2 * p.k_out, max(p.dropout_width, 1))
-    )
+    bufs = tuple(np.zeros(size * rows, dtype=dt) for size in (p.ws_units, p.max_w, p.max_w))
+    bufs += (np.zeros(2 * p.k_out * rows, dtype=dt), np.zeros(2, dtype=np.uint64))
     return (ops, cpu_fit.eval_table(p.opf)), bufs, rows
