@@ -384,9 +384,16 @@ class _Folds:
     be stopped)."""
 
     def __init__(self, jobs: int, state: dict):
+        from .backends.numba_mid import one_blas_thread
+
         self.pool, self.jobs = None, jobs
         self.slot_of, self.free_slots, self.flags = {}, [], None  # running fold -> flag
+        self.limits = contextlib.ExitStack()
         if jobs > 1:
+            # the workers fork with BLAS on one thread: they inherit that and never set it,
+            # which would start a BLAS thread that spins beside the other worker
+            # (numba_mid._limit)
+            self.limits.enter_context(one_blas_thread())
             # fork: the workers inherit the data and the loaded kernels (no re-import);
             # spawn where fork is unsafe (macOS, Windows)
             method = "fork" if sys.platform.startswith("linux") else "spawn"
@@ -443,6 +450,7 @@ class _Folds:
         if self.pool is not None:
             self.stop(list(self.slot_of))  # nothing more is read: do not wait for them
             self.pool.shutdown(wait=True, cancel_futures=True)
+        self.limits.close()
         _W.clear()
 
 

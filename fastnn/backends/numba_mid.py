@@ -112,11 +112,22 @@ def _controller():
 def one_blas_thread():
     """A context that runs every loaded BLAS library (NumPy's and SciPy's) on one thread:
     threadpoolctl's ``threadpool_limits(1)`` with the controller found once per process
-    (``threadpool_limits`` rescans the process's libraries at every call: 3 ms)."""
+    (``threadpool_limits`` rescans the process's libraries at every call: 3 ms), or
+    nothing when they already run on one (see :func:`_limit`)."""
+    return _limit(_all_controller(), 1)
+
+
+def _limit(ctl, threads: int):
+    """``ctl.limit(limits=threads)``, or a null context when ``ctl`` is None or every
+    library it controls already has ``threads`` threads. Setting OpenBLAS's thread count
+    in a forked child (re)creates its thread pool, even to set 1 or the count it has; a
+    new thread then spins ~0.13 s waiting for work, on a core another worker of ``fastnn
+    tune`` trains on (``perf``, 2-core box). Reading the count creates nothing."""
     import contextlib
 
-    ctl = _all_controller()
-    return contextlib.nullcontext() if ctl is None else ctl.limit(limits=1)
+    if ctl is None or all(lib.num_threads == threads for lib in ctl.lib_controllers):
+        return contextlib.nullcontext()
+    return ctl.limit(limits=threads)
 
 
 @functools.lru_cache(maxsize=1)
@@ -135,8 +146,9 @@ def blas_limit(macs_per_row: int, batch_size: int):
     import contextlib
 
     threads = blas_threads(macs_per_row, batch_size)
-    ctl = _controller() if threads is not None else None
-    return contextlib.nullcontext() if ctl is None else ctl.limit(limits=threads)
+    if threads is None:
+        return contextlib.nullcontext()
+    return _limit(_controller(), threads)
 
 
 def run_mid(runner, *args):
