@@ -45,10 +45,12 @@ def _lowbias32(typingctx, x):
     return types.uint64(types.uint64), codegen
 
 
-def threshold16(rate) -> int:
-    """The 16-bit threshold of a dropout ``rate``: an element whose 16 random bits are
-    below it is dropped, so the rate is kept to within 2**-16 (0.1 -> 0.100006)."""
-    return int(min(np.ceil(float(rate) * 65536.0), 65536.0))
+@njit(**_JIT)
+def threshold16(rate):
+    """The 16-bit threshold of a dropout ``rate`` (``uint64``): an element whose 16
+    random bits are below it is dropped, so the rate is kept to within 2**-16 (0.1 ->
+    0.100006)."""
+    return np.uint64(min(np.ceil(np.float64(rate) * 65536.0), 65536.0))
 
 
 @njit(**_JIT)
@@ -68,7 +70,7 @@ def dropout_hashed(A, keys, u_pos, rate, keep, M, Y):
                 M[j, r] = keep
                 Y[j, r] = A[j, r] * keep
         return
-    t = np.uint64(min(np.ceil(np.float64(rate) * 65536.0), 65536.0))
+    t = threshold16(rate)
     a = np.uint64(keys[0])
     b = np.uint64(keys[1])
     low = np.uint64(0xFFFF)
@@ -95,18 +97,22 @@ def _keyed(U) -> bool:
     return isinstance(U, types.Array) and isinstance(U.dtype, types.Integer)
 
 
+def _dispatch(uniform):
+    """The overload of a dispatcher: :func:`dropout_hashed` for keys, ``uniform`` for
+    float uniforms."""
+
+    def typer(A, U, u_pos, rate, keep, M, Y):
+        impl = dropout_hashed if _keyed(U) else uniform
+        return lambda A, U, u_pos, rate, keep, M, Y: impl(A, U, u_pos, rate, keep, M, Y)
+
+    return typer
+
+
 def dropout_cols(A, U, u_pos, rate, keep, M, Y):
     """Dropout of a feature-major ``(d, n)`` step (the hand-loop epoch): with float
     ``U``, :func:`~fastnn.kernels.cpu.dropout_forward_t` (row-major uniforms from
     ``u_pos``); with keys, :func:`dropout_hashed`. Compiled code only."""
     raise TypeError("dropout_cols is called from compiled code only")
-
-
-@overload(dropout_cols, jit_options=_JIT)
-def _dropout_cols(A, U, u_pos, rate, keep, M, Y):
-    if _keyed(U):
-        return lambda A, U, u_pos, rate, keep, M, Y: dropout_hashed(A, U, u_pos, rate, keep, M, Y)
-    return lambda A, U, u_pos, rate, keep, M, Y: dropout_forward_t(A, U, u_pos, rate, keep, M, Y)
 
 
 def dropout_rows(A, U, u_pos, rate, keep, M, Y):
@@ -124,8 +130,5 @@ def _rows_uniform(A, U, u_pos, rate, keep, M, Y):
         Y[0, i] = A[0, i] * M[0, i]
 
 
-@overload(dropout_rows, jit_options=_JIT)
-def _dropout_rows(A, U, u_pos, rate, keep, M, Y):
-    if _keyed(U):
-        return lambda A, U, u_pos, rate, keep, M, Y: dropout_hashed(A, U, u_pos, rate, keep, M, Y)
-    return lambda A, U, u_pos, rate, keep, M, Y: _rows_uniform(A, U, u_pos, rate, keep, M, Y)
+overload(dropout_cols, jit_options=_JIT)(_dispatch(dropout_forward_t))
+overload(dropout_rows, jit_options=_JIT)(_dispatch(_rows_uniform))

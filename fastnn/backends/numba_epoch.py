@@ -447,6 +447,7 @@ class EpochRunner:
         lr_ts, eps_ts = (a.astype(dt) for a in opt.step_scalars(n_batches))
         path = choose_path(p, batch_size, self.forced)
         train = getattr(self, "_run_" + path)
+        keyed = path in ("cols", "mid")  # kernel RNG: these hash masks from two keys
         self.description = self._describe(batch_size)
         # chunks of batches, so the dropout uniforms of one call stay bounded
         per_batch_u = batch_size * p.dropout_width
@@ -456,7 +457,6 @@ class EpochRunner:
             b1 = min(b0 + chunk, n_batches)
             if per_batch_u:
                 rows = min(b1 * batch_size, n) - b0 * batch_size
-                keyed = path in ("cols", "mid")
                 U = dropout_uniforms(self._k, rng, rows * p.dropout_width, dt, keyed)
             else:
                 U = _dummy2(dt).reshape(-1)
