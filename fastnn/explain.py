@@ -258,19 +258,35 @@ def format_importance(result: dict, top: int | None = None) -> str:
 
 
 # --------------------------------------------------------------------------- bootstrap
-#: resamples are drawn and scored in blocks of at most this many (resample, row) cells, so
-#: memory stays bounded (about 32 MB a float64 block) whatever the number of test rows
-_BLOCK_CELLS = 1 << 22
+#: resamples are drawn and scored in blocks of at most this many (resample, row) cells: 2 MB
+#: a float64 block, so memory stays bounded whatever the number of test rows, and each
+#: block's arrays stay in cache (one 1,000 x 2,000 block cost 0.2-0.4 s in page faults
+#: and memory traffic on the 2-core box; 0.03 s in blocks of this size)
+_BLOCK_CELLS = 1 << 18
 
 
-def _resample_blocks(n: int, n_boot: int, seed):
+def _resample_blocks(n: int, n_boot: int, seed, rows=None):
     """``(b, n)`` blocks of row indices drawn with replacement, one resample per row,
     ``n_boot`` rows in all: the same draws as one ``(n_boot, n)`` call of the seeded
-    generator, block by block."""
+    generator, block by block. ``rows``: where each drawn row now is (the rows were
+    reordered by :func:`_by_score`)."""
     rng = np.random.default_rng(seed)
     step = max(1, _BLOCK_CELLS // max(n, 1))
     for start in range(0, n_boot, step):
-        yield rng.integers(0, n, size=(min(step, n_boot - start), n))
+        draws = rng.integers(0, n, size=(min(step, n_boot - start), n))
+        yield draws if rows is None else rows[draws]
+
+
+def _by_score(y, P):
+    """``(y, P, rows)``: the rows in ascending order of the (positive-class) score when
+    there is one score a row, and ``rows[i]``, where row ``i`` went; the resamples are
+    the same rows, so every metric is unchanged, and ROC AUC needs no sort per block."""
+    if P.ndim == 2 and P.shape[1] > 1:
+        return y, P, None
+    order = np.argsort(_p1(P), kind="mergesort")
+    rows = np.empty_like(order)
+    rows[order] = np.arange(len(order))
+    return y[order], P[order], rows
 
 
 def _counts(draws: np.ndarray, n: int) -> np.ndarray:
@@ -281,15 +297,20 @@ def _counts(draws: np.ndarray, n: int) -> np.ndarray:
 
 
 def _w_auc(W, y, s):
-    """Weighted Mann-Whitney AUC for every row of weights ``W`` (ties count half)."""
-    order = np.argsort(s, kind="mergesort")
-    s, neg = s[order], y[order] != 1
-    Ws = W[:, order]
-    cneg = np.concatenate([np.zeros((len(W), 1)), np.cumsum(Ws * neg, axis=1)], axis=1)
-    below = cneg[:, np.searchsorted(s, s, "left")]  # negatives scored below each row
-    tied = cneg[:, np.searchsorted(s, s, "right")] - below
-    wpos = Ws * ~neg
-    num = (wpos * (below + 0.5 * tied)).sum(axis=1)
+    """Weighted Mann-Whitney AUC for every row of weights ``W`` (ties count half): per
+    group of equal scores, in ascending order, its positives times the negatives below
+    it plus half the negatives in it."""
+    if np.any(s[1:] < s[:-1]):
+        order = np.argsort(s, kind="mergesort")
+        W, y, s = W[:, order], y[order], s[order]
+    wneg = W * (y != 1)
+    wpos = W - wneg
+    starts = np.flatnonzero(np.concatenate([[True], s[1:] != s[:-1]]))
+    if len(starts) < len(s):  # ties: sum each group of equal scores
+        wneg = np.add.reduceat(wneg, starts, axis=1)
+        wpos = np.add.reduceat(wpos, starts, axis=1)
+    cneg = np.cumsum(wneg, axis=1)
+    num = (wpos * (cneg - 0.5 * wneg)).sum(axis=1)
     den = wpos.sum(axis=1) * cneg[:, -1]
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 0, num / den, np.nan)
@@ -363,14 +384,16 @@ def bootstrap_ci(metric, y, p, n: int = 1000, seed=0, alpha: float = 0.05) -> tu
     Resamples where the metric is undefined (one class only, for ROC AUC) are skipped.
     """
     y, P = _check_bootstrap(y, p, n, alpha)
-    blocks = _resample_blocks(len(y), int(n), seed)
     if callable(metric):
+        blocks = _resample_blocks(len(y), int(n), seed)
         stats = [metric(y[rows], P[rows]) for draws in blocks for rows in draws]
         return _interval(np.array(stats, dtype=np.float64), alpha)
     name = _ALIASES.get(metric, metric)
     if name not in _VECTORISED:
         names = ", ".join(sorted(_VECTORISED))
         raise ConfigError(f"unknown metric {metric!r} for bootstrap_ci; choose one of {names}")
+    y, P, rows = _by_score(y, P)
+    blocks = _resample_blocks(len(y), int(n), seed, rows)
     stats = [_VECTORISED[name](_counts(draws, len(y)), y, P) for draws in blocks]
     return _interval(np.concatenate(stats), alpha)
 
@@ -416,7 +439,8 @@ def add_intervals(
     if not keys:
         return metrics
     stats = {key: [] for key in keys}
-    for draws in _resample_blocks(len(y), int(n), seed):
+    y, P, rows = _by_score(y, P)
+    for draws in _resample_blocks(len(y), int(n), seed, rows):
         W = _counts(draws, len(y))
         for key in keys:
             stats[key].append(_VECTORISED[_ALIASES.get(key, key)](W, y, P))
