@@ -31,6 +31,7 @@ machine with more cores may pay off threads for wide layers: re-measure there
 from __future__ import annotations
 
 import functools
+import os
 
 #: hand loops up to this many multiply-adds per row (sum of the Dense layers' d_in*d_out)
 LOOPS_MAX_MACS_PER_ROW = 300
@@ -54,10 +55,71 @@ THREADS_MIN_MACS_PER_STEP: int | None = None
 def mid_available() -> bool:
     """True when Numba can call BLAS from compiled code (it needs SciPy)."""
     try:
-        import scipy.linalg.cython_blas  # noqa: F401
+        _import_cython_blas()
     except ImportError:
         return False
     return True
+
+
+def _import_cython_blas() -> None:
+    """Import ``scipy.linalg.cython_blas``, where Numba's ``np.dot`` finds BLAS, without
+    running ``scipy.linalg``'s ``__init__``: that package import (LAPACK wrappers, the
+    array API layer) took 0.19-0.44 s of ``fastnn tune``'s start on the 2-core box, the
+    extension alone 0.015-0.04 s. The module is put in ``sys.modules`` under its name,
+    so Numba and any later ``import scipy.linalg`` use this one; the plain import where
+    ``scipy.linalg`` is loaded already or the file is not where SciPy keeps it."""
+    import importlib.machinery
+    import importlib.util
+    import sys
+
+    name = "scipy.linalg.cython_blas"
+    if name in sys.modules or "scipy.linalg" in sys.modules:
+        import scipy.linalg.cython_blas  # noqa: F401
+
+        return
+    import scipy
+
+    spec = importlib.machinery.PathFinder.find_spec(
+        name, [os.path.join(p, "linalg") for p in scipy.__path__]
+    )
+    if spec is None or not isinstance(spec.loader, importlib.machinery.ExtensionFileLoader):
+        import scipy.linalg.cython_blas  # noqa: F401, F811
+
+        return
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    sys.meta_path.insert(0, _LinalgAttribute)
+
+
+class _LinalgAttribute:
+    """Import hook for the one later ``import scipy.linalg`` after
+    :func:`_import_cython_blas`: the package, once run, gets its ``cython_blas``
+    attribute (the import system sets it only for submodules it loads itself)."""
+
+    @staticmethod
+    def find_spec(fullname, path=None, target=None):
+        import importlib.util
+        import sys
+
+        if fullname != "scipy.linalg":
+            return None
+        sys.meta_path.remove(_LinalgAttribute)
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None:
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def run(module):
+            exec_module(module)
+            module.cython_blas = sys.modules["scipy.linalg.cython_blas"]
+
+        spec.loader.exec_module = run
+        return spec
 
 
 def transcendental_width(ops, dtype=None) -> int:
