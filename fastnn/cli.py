@@ -35,6 +35,8 @@ from .cli_shared import (
     _seed,
     _test_size,
     _write_run,
+    collector_held,
+    collector_settled,
 )
 from .defaults import CSV, OPTIMIZER_NAMES, REGRESSION_LOSSES, TASK_NAMES, TUTORIAL
 from .errors import ConfigError, FastnnError
@@ -201,6 +203,7 @@ def _fit(say, model, X_tr, y_tr, settings, class_weight, seed, quiet):
 
     be = model.backend
     compiled = _compile_seconds(be)
+    collector_settled()
     t0 = time.perf_counter()
     history = tasks.fit_model(
         model,
@@ -359,6 +362,7 @@ def _resolve_settings(csv, given: dict):
 @_count("--explain-repeats", 5, 1, "Shuffles per column for --explain (seeded by --seed).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar; print only the results.")
 @guard_command("out_dir")
+@collector_held
 def train(
     csv,
     target,

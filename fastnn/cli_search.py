@@ -29,6 +29,8 @@ from .cli_shared import (
     _seed,
     _test_size,
     _write_run,
+    collector_held,
+    collector_settled,
 )
 from .defaults import CSV, TASK_NAMES, TUTORIAL
 from .errors import ConfigError, FastnnError
@@ -91,6 +93,7 @@ def _on_one_blas_thread(command):
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @guard_command("out_dir")
 @_on_one_blas_thread
+@collector_held
 def tune_command(
     csv,
     target,
@@ -152,6 +155,7 @@ def tune_command(
         f"tune: {trials} trials x {folds} folds on {jobs} worker processes, score "
         f"{tuning.METRIC[prep.task]}; trial 0 is the {'tutorial' if csv is None else 'default'} network"
     )
+    collector_settled()
     result = tuning.tune(
         X_tr,
         y_tr,
@@ -171,20 +175,27 @@ def tune_command(
     )
     _report_search(say, result)
     best = result.best
-    if out_dir is not None:
-        report.preload_plotting()  # on the core the refit leaves idle
-    t0 = time.perf_counter()
-    with _gil_handoff():
-        model, history = result.refit(
-            X_tr, y_tr, prep.n_outputs, backend=backend, callbacks=[StopOnInterrupt()]
+    collector_settled()  # the warm-up's and the search's objects too
+    # tune.json and tune.png (and matplotlib's import) on the core the refit leaves idle
+    side = report.Background(_write_search, out_dir, result) if out_dir is not None else None
+    try:
+        t0 = time.perf_counter()
+        with _gil_handoff():
+            model, history = result.refit(
+                X_tr, y_tr, prep.n_outputs, backend=backend, callbacks=[StopOnInterrupt()]
+            )
+        seconds = time.perf_counter() - t0
+        say(
+            f"refit trial {best['number']} on all {len(y_tr):,} training rows: "
+            f"{len(history.epoch)} epochs in {seconds:.2f} s"
         )
-    seconds = time.perf_counter() - t0
-    say(
-        f"refit trial {best['number']} on all {len(y_tr):,} training rows: "
-        f"{len(history.epoch)} epochs in {seconds:.2f} s"
-    )
-    results = _evaluate_run(model, prep, ((X_tr, y_tr), (X_te, y_te)), seed)
+        results = _evaluate_run(model, prep, ((X_tr, y_tr), (X_te, y_te)), seed)
+    except BaseException:
+        if side is not None:  # nothing written after the output folder is cleaned
+            side.wait(raise_error=False)
+        raise
     if out_dir is not None:
+        side.wait()
         settings = {
             "csv": csv,
             **result.best_settings().to_dict(),
@@ -199,11 +210,17 @@ def tune_command(
         info = _run_info(model, history, seconds, settings)
         info["tune"] = {"trial": best["number"], "cv_mean": best["mean"], "cv_std": best["std"]}
         files = _write_run(out_dir, model, prep, history, results, info)
-        report.write_json(os.path.join(out_dir, "tune.json"), result.to_dict())
-        result.plot(os.path.join(out_dir, "tune.png"))
         say(f"wrote {out_dir}/: {', '.join(files)}, tune.json, tune.png")
     if active_interrupt().requested:
         return 130
+
+
+def _write_search(out_dir, result) -> None:
+    """tune.json and tune.png of the search."""
+    from . import report
+
+    report.write_json(os.path.join(out_dir, "tune.json"), result.to_dict())
+    result.plot(os.path.join(out_dir, "tune.png"))
 
 
 def _report_search(say, result) -> None:

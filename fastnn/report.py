@@ -3,7 +3,6 @@ metrics.json, history.json and the plots (history.png; predicted.png for regress
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -181,20 +180,33 @@ def _save_figure(fig, path) -> None:
     atomic_write_bytes(path, png.getvalue())
 
 
-def preload_plotting():
-    """Import matplotlib's Agg canvas in a background thread (about a second) and return
-    the thread: started before work that leaves a core idle (a single-threaded refit
-    whose epochs release the GIL), the plots that follow do not wait for the import."""
-    import threading
+class Background:
+    """``fn(*args)`` in a daemon thread, started now, for work beside a single-threaded
+    compiled loop that releases the GIL (the refit of ``fastnn tune``: its plots and
+    JSON are written on the core the refit leaves idle). :meth:`wait` joins the thread
+    and returns ``fn``'s result or raises its error."""
 
-    def load():
-        with contextlib.suppress(Exception):  # an import error shows at plot time
-            from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: F401
-            from matplotlib.figure import Figure  # noqa: F401
+    def __init__(self, fn, *args, name: str = "fastnn-background"):
+        import threading
 
-    thread = threading.Thread(target=load, name="fastnn-preload-matplotlib", daemon=True)
-    thread.start()
-    return thread
+        self._result, self._error = None, None
+
+        def run():
+            try:
+                self._result = fn(*args)
+            except BaseException as exc:  # raised again by wait(), in the caller's thread
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name=name, daemon=True)
+        self._thread.start()
+
+    def wait(self, raise_error: bool = True):
+        """The result, once the thread is done; its error raised here (or dropped with
+        ``raise_error=False``, when the caller is already failing)."""
+        self._thread.join()
+        if self._error is not None and raise_error:
+            raise self._error
+        return self._result
 
 
 def _figure(size):

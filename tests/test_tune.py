@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -222,6 +223,34 @@ def test_tune_command_writes_a_run(csv_path, tmp_path):
     assert "ROC AUC" in res.stdout and "rank" in res.stdout
     pred = run("predict", out / "model.safetensors", csv_path)
     assert pred.exit_code == 0 and "label_prob" in pred.stdout.splitlines()[0]
+
+
+def test_a_failed_refit_leaves_no_search_files_behind(csv_path, tmp_path, monkeypatch):
+    """tune.json and tune.png are written beside the refit (cli_search._write_search, in
+    a thread); when the refit fails, the command waits for that thread before the output
+    folder is put back as it was (here: one file of the user's)."""
+    from fastnn import cli_search
+    from fastnn.errors import FastnnError
+
+    write_search = cli_search._write_search
+
+    def slow_write(*args):
+        time.sleep(0.4)
+        write_search(*args)
+
+    def broken(self, *args, **kwargs):
+        raise FastnnError("refit broke")
+
+    monkeypatch.setattr(cli_search, "_write_search", slow_write)
+    monkeypatch.setattr(tuning.TuneResult, "refit", broken)
+    out = tmp_path / "tuned"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    res = run("tune", csv_path, "--target", "label", "--trials", 2, "--folds", 2, *FAST,
+              "--jobs", 1, "--out", out)  # fmt: skip
+    assert res.exit_code == 2 and "refit broke" in res.stderr
+    time.sleep(0.6)  # a thread still writing would have written by now
+    assert os.listdir(out) == ["keep.txt"]
 
 
 @pytest.mark.parametrize(
