@@ -369,6 +369,18 @@ def test_trial_zero_is_train_s_default_for_a_file():
 
 
 @pytest.mark.slow
+def test_benchmark_report_says_whether_both_found_the_same_best():
+    from fastnn.bench import tune as bench
+
+    best = {"number": 3, "params": {**tuning.tutorial_config(), "weight_decay": 1e-3}}
+    same = {k: str(v[0]) for k, v in bench.sklearn_grid([best])[0].items()}
+    assert bench._same_best({"best": best}, {"best_params": same}).endswith(
+        "(trial 3) best in both"
+    )
+    other = {**same, "hidden_layer_sizes": "(8,)"}
+    assert "different configuration" in bench._same_best({"best": best}, {"best_params": other})
+
+
 def test_bench_tune_mode_times_both_searches(tmp_path):
     """`fastnn bench --tune` runs fastnn tune and RandomizedSearchCV over the same
     configurations and folds, and reports both (tiny budget: it measures, asserts no

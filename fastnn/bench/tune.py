@@ -156,6 +156,18 @@ def run_sklearn_process(trials_path: Path, folds: int, jobs: int, seed: int, out
     return {**res, "process_wall_s": wall, "cpu_s": cpu}
 
 
+def _same_best(f: dict, s: dict) -> str:
+    """ ", the same configuration (trial N) best in both" when scikit-learn's best
+    parameters are fastnn's best trial's, mapped as :func:`sklearn_grid` maps them."""
+    best = f.get("best")
+    if not best or "best_params" not in s:
+        return ""
+    mapped = {k: str(v[0]) for k, v in sklearn_grid([best])[0].items()}
+    if mapped != s["best_params"]:
+        return ", a different configuration best in each"
+    return f", the same configuration (trial {best['number']}) best in both"
+
+
 def render(report: dict) -> str:
     f, s = report["fastnn"], report["sklearn"]
     states = report["trial_states"]
@@ -186,7 +198,7 @@ def render(report: dict) -> str:
         f"`search.fit` (both without start-up and imports), **{report['cpu_speedup']:.1f}x** "
         "in CPU time (CPU includes each process's start-up and imports); best CV score "
         f"{'equal or better' if f['best_score'] >= s['best_score'] else 'lower'} "
-        f"({f['best_score'] - s['best_score']:+.4f}). fastnn trials: "
+        f"({f['best_score'] - s['best_score']:+.5f}){_same_best(f, s)}. fastnn trials: "
         f"{states.get('COMPLETE', 0)} complete, {states.get('PRUNED', 0)} pruned, "
         f"{states.get('FAIL', 0)} failed; search {f['search_s']:.1f} s of the wall time. "
         f"Test ROC AUC of fastnn's refit model: {f['test_auc']:.4f}.",
