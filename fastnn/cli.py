@@ -393,7 +393,10 @@ def train(
     prep, (X_tr, y_tr), (X_te, y_te) = _prepare_rows(
         df, target, drop_cols, missing, task, test_size, seed
     )
-    _print_summary(say, df, source, prep, drop_cols, (y_tr, y_te), settings, task, test_size, seed)
+    shape = (len(df), len(df.columns))
+    _print_summary(
+        say, shape, source, prep, drop_cols, (y_tr, y_te), settings, task, test_size, seed
+    )
     weights = _class_weight(class_weight, prep, y_tr)
     model = tasks.build_model(
         prep.task, prep.n_outputs, settings, loss=loss, backend=get_backend(backend_name)

@@ -12,6 +12,7 @@ import time
 
 import click
 
+from .cli_prepare import prepared_table
 from .cli_shared import (
     _CONTEXT,
     _DROP,
@@ -22,8 +23,6 @@ from .cli_shared import (
     _count,
     _evaluate_run,
     _load_scoring_model,
-    _load_training_table,
-    _prepare_rows,
     _print_summary,
     _run_info,
     _seed,
@@ -138,10 +137,11 @@ def tune_command(
         from .backends import resolve_backend
 
         resolve_backend(backend)
-    df, target, drop_cols, source = _load_training_table(csv, target, drop)
-    prep, (X_tr, y_tr), (X_te, y_te) = _prepare_rows(
-        df, target, drop_cols, missing, task, test_size, seed
-    )
+    # the kernels load here while a child process reads and prepares the table
+    shape, target, drop_cols, source, prep, (X_tr, y_tr), (X_te, y_te) = prepared_table(
+        csv, target, drop, missing, task, test_size, seed,
+        meanwhile=lambda: tuning.warm_kernels(backend),
+    )  # fmt: skip
     preset = "tutorial" if csv is None else "csv"
     config, budget = tuning.default_config(preset)
     budget["max_epochs"] = epochs or budget["max_epochs"]
@@ -149,7 +149,7 @@ def tune_command(
     jobs = jobs or tuning.cpu_count()
     no_validation = (TUTORIAL if csv is None else CSV).replace(validation_split=0.0)
     _print_summary(
-        say, df, source, prep, drop_cols, (y_tr, y_te), no_validation, task, test_size, seed
+        say, shape, source, prep, drop_cols, (y_tr, y_te), no_validation, task, test_size, seed
     )
     say(
         f"tune: {trials} trials x {folds} folds on {jobs} worker processes, score "

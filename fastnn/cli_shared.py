@@ -3,7 +3,8 @@ table, evaluating and writing a run, and loading a model to score with.
 
 The commands live in :mod:`fastnn.cli` (the group, ``train``, ``predict``, ``export``,
 ``steps``, ``info``), :mod:`fastnn.cli_search` (``tune``, ``explain``) and
-:mod:`fastnn.cli_bench` (``bench``); they all import from here, never from each other.
+:mod:`fastnn.cli_bench` (``bench``); they all import from here, never from each other
+(:mod:`fastnn.cli_prepare` runs this module's table reading in a forked child for ``tune``).
 """
 
 from __future__ import annotations
@@ -150,19 +151,21 @@ def _prepare_rows(df, target, drop_cols, missing, task, test_size, seed):
     return prep, (X_tr, y_tr), (X_te, y_te)
 
 
-def _print_summary(say, df, source, prep, drop_cols, ys, settings, task_given, test_size, seed):
+def _print_summary(say, shape, source, prep, drop_cols, ys, settings, task_given, test_size, seed):
+    """The data summary; ``shape``: the table's ``(rows, columns)``."""
     import numpy as np
 
     from . import report
 
     n_rows = sum(len(y) for y in ys)
-    say(f"data: {source}: {len(df):,} rows, {len(df.columns)} columns; target {prep.target!r}")
+    n_table, n_columns = shape
+    say(f"data: {source}: {n_table:,} rows, {n_columns} columns; target {prep.target!r}")
     for line in report.target_lines(prep, np.concatenate(ys), task_given):
         say(line)
     say(report.feature_line(prep, drop_cols))
-    if prep.missing == "drop" and n_rows < len(df):
+    if prep.missing == "drop" and n_rows < n_table:
         blank = f" ({prep.n_blank_target_:,} with a blank target)" if prep.n_blank_target_ else ""
-        say(f"missing: dropped {len(df) - n_rows:,} rows with missing or bad cells{blank}")
+        say(f"missing: dropped {n_table - n_rows:,} rows with missing or bad cells{blank}")
     say(
         f"split: {len(ys[0]):,} train / {len(ys[1]):,} test rows (test size {test_size}, seed {seed})"
     )
