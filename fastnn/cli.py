@@ -17,6 +17,7 @@ import warnings
 import click
 
 from .cli_bench import BENCH_PEERS, bench_command  # noqa: F401  (BENCH_PEERS: re-exported)
+from .cli_prepare import compiler_ready, prepared_table
 from .cli_search import explain_command, tune_command
 from .cli_shared import (
     _CONTEXT,
@@ -28,8 +29,6 @@ from .cli_shared import (
     _count,
     _evaluate_run,
     _load_scoring_model,
-    _load_training_table,
-    _prepare_rows,
     _print_summary,
     _run_info,
     _seed,
@@ -389,11 +388,11 @@ def train(
     backend_name = resolve_backend(backend)  # fail fast on a bad --backend
     settings = _resolve_settings(csv, given)
     fastnn.backends.check_activation(settings.activation)
-    df, target, drop_cols, source = _load_training_table(csv, target, drop)
-    prep, (X_tr, y_tr), (X_te, y_te) = _prepare_rows(
-        df, target, drop_cols, missing, task, test_size, seed
-    )
-    shape = (len(df), len(df.columns))
+    # Numba sets up here while a child process reads and prepares the table
+    shape, target, drop_cols, source, prep, (X_tr, y_tr), (X_te, y_te) = prepared_table(
+        csv, target, drop, missing, task, test_size, seed,
+        meanwhile=lambda: compiler_ready(backend_name),
+    )  # fmt: skip
     _print_summary(
         say, shape, source, prep, drop_cols, (y_tr, y_te), settings, task, test_size, seed
     )

@@ -1,7 +1,8 @@
 """Reading and preparing a command's table in a forked child process while the command
 itself loads its compiled kernels: the two are the serial start of ``fastnn tune``
 (about 0.4 s each on the 2-core box: pandas' import and the table, then Numba's import
-and the fold trainer from the cache) and use one core each this way.
+and the fold trainer from the cache) and of ``fastnn train`` (with Numba's set-up of its
+CPU target, :func:`compiler_ready`), and use one core each this way.
 
 The child sends back what the command needs (the table's shape, the fitted
 Preprocessor, the train and test arrays, and any warnings, re-issued here) and exits.
@@ -37,6 +38,21 @@ def prepared_table(csv, target, drop, missing, task, test_size, seed, meanwhile=
         _reap(child, kill=True)
         raise
     return got if got is not None else _in_this_process(*args)
+
+
+def compiler_ready(backend_name: str) -> None:
+    """Numba's one-time set-up of its CPU target (every lowering registry installed:
+    0.25-0.3 s on the 2-core box), which the first compiled call would do, done now:
+    ``fastnn train`` calls it while the child reads the table. Nothing for another
+    backend; a failure here is left for that first call to report."""
+    if backend_name != "numba":
+        return
+    try:
+        from numba.core.registry import cpu_target
+
+        cpu_target.target_context.refresh()
+    except Exception:
+        pass
 
 
 def _in_this_process(csv, target, drop, missing, task, test_size, seed):

@@ -142,3 +142,16 @@ def test_a_child_that_dies_falls_back_to_this_process(fork_allowed, forks, monke
     monkeypatch.setattr(P, "_child", die)
     _same(_prepared(), P._in_this_process(None, None, (), **ARGS))
     assert len(forks) == 1
+
+
+def test_compiler_ready_sets_up_numba_and_nothing_else(monkeypatch):
+    pytest.importorskip("numba", reason="numba is not installed (pip install 'fastnn[numba]')")
+    from numba.core.registry import cpu_target
+
+    calls = []
+    real = cpu_target.target_context.refresh
+    monkeypatch.setattr(cpu_target.target_context, "refresh", lambda: calls.append(real()))
+    P.compiler_ready("numpy")
+    assert calls == []
+    P.compiler_ready("numba")
+    assert calls  # (refresh calls itself once per registry it installs)
