@@ -155,3 +155,12 @@ def test_compiler_ready_sets_up_numba_and_nothing_else(monkeypatch):
     assert calls == []
     P.compiler_ready("numba")
     assert calls  # (refresh calls itself once per registry it installs)
+
+
+@linux_only
+def test_big_or_missing_files_are_read_here(fork_allowed, forks, csv_path, monkeypatch):
+    monkeypatch.setattr(P, "CHILD_MAX_BYTES", 100)  # the test CSV is bigger
+    _same(_prepared(csv_path, "label"), P._in_this_process(csv_path, "label", (), **ARGS))
+    with pytest.raises(FastnnError):
+        _prepared("no-such-file.csv", "y")
+    assert forks == []
