@@ -127,7 +127,6 @@ def tune_command(
     fastnn tune --trials 20 --folds 5 --out tuned
     fastnn tune data.csv --target y --storage sqlite:///s.db --study s1   (several processes)
     """
-    from . import report
     from . import tune as tuning
 
     if storage and not study_name:
@@ -176,26 +175,10 @@ def tune_command(
     _report_search(say, result)
     best = result.best
     collector_settled()  # the warm-up's and the search's objects too
-    # tune.json and tune.png (and matplotlib's import) on the core the refit leaves idle
-    side = report.Background(_write_search, out_dir, result) if out_dir is not None else None
-    try:
-        t0 = time.perf_counter()
-        with _gil_handoff():
-            model, history = result.refit(
-                X_tr, y_tr, prep.n_outputs, backend=backend, callbacks=[StopOnInterrupt()]
-            )
-        seconds = time.perf_counter() - t0
-        say(
-            f"refit trial {best['number']} on all {len(y_tr):,} training rows: "
-            f"{len(history.epoch)} epochs in {seconds:.2f} s"
-        )
-        results = _evaluate_run(model, prep, ((X_tr, y_tr), (X_te, y_te)), seed)
-    except BaseException:
-        if side is not None:  # nothing written after the output folder is cleaned
-            side.wait(raise_error=False)
-        raise
+    model, history, seconds, results = _refit(
+        say, result, out_dir, prep, ((X_tr, y_tr), (X_te, y_te)), backend, seed
+    )
     if out_dir is not None:
-        side.wait()
         settings = {
             "csv": csv,
             **result.best_settings().to_dict(),
@@ -213,6 +196,33 @@ def tune_command(
         say(f"wrote {out_dir}/: {', '.join(files)}, tune.json, tune.png")
     if active_interrupt().requested:
         return 130
+
+
+def _refit(say, result, out_dir, prep, rows, backend, seed):
+    """The best trial refit on all training rows and evaluated, ``tune.json`` and
+    ``tune.png`` written beside it (and matplotlib imported: a thread, on the core the
+    refit leaves idle); ``(model, history, seconds, results)``."""
+    from . import report
+
+    (X_tr, y_tr), _ = rows
+    side = contextlib.nullcontext()
+    if out_dir is not None:
+        side = report.Background(_write_search, out_dir, result)
+    with side:
+        t0 = time.perf_counter()
+        with _gil_handoff():
+            model, history = result.refit(
+                X_tr, y_tr, prep.n_outputs, backend=backend, callbacks=[StopOnInterrupt()]
+            )
+        seconds = time.perf_counter() - t0
+        say(
+            f"refit trial {result.best['number']} on all {len(y_tr):,} training rows: "
+            f"{len(history.epoch)} epochs in {seconds:.2f} s"
+        )
+        results = _evaluate_run(model, prep, rows, seed)
+        if out_dir is not None:
+            side.wait()
+    return model, history, seconds, results
 
 
 def _write_search(out_dir, result) -> None:

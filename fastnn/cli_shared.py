@@ -28,7 +28,7 @@ def collector_held(command):
     collector is off while the command sets up (imports, reading the table), which
     creates hundreds of thousands of long-lived objects and almost no cycles; its full
     passes walked all of them (0.31 s of GC in ``fastnn tune --trials 20 --folds 5`` on
-    the 2-core box, 0.19 s of it three full passes; 0.14 s with this). The command turns
+    the 2-core box, 0.19 s of it three full passes; 0.10 s with this). The command turns
     it back on with :func:`collector_settled`; on the way out it is on again and nothing
     stays frozen."""
 

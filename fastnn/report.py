@@ -184,7 +184,9 @@ class Background:
     """``fn(*args)`` in a daemon thread, started now, for work beside a single-threaded
     compiled loop that releases the GIL (the refit of ``fastnn tune``: its plots and
     JSON are written on the core the refit leaves idle). :meth:`wait` joins the thread
-    and returns ``fn``'s result or raises its error."""
+    and returns ``fn``'s result or raises its error. As a context, an error in the
+    ``with`` body waits for the thread before it goes on (so nothing is written after a
+    failed command's output folder is cleaned up)."""
 
     def __init__(self, fn, *args, name: str = "fastnn-background"):
         import threading
@@ -199,6 +201,14 @@ class Background:
 
         self._thread = threading.Thread(target=run, name=name, daemon=True)
         self._thread.start()
+
+    def __enter__(self) -> Background:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is not None:
+            self.wait(raise_error=False)
+        return False
 
     def wait(self, raise_error: bool = True):
         """The result, once the thread is done; its error raised here (or dropped with

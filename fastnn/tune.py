@@ -350,7 +350,7 @@ def _warm_up(state: dict) -> None:
     _W["max_epochs"] = 1
     run_fold(tutorial_config(), 0, 0)
     _W.clear()
-    _WARM["done"] = True
+    _WARM["done"] = state["backend"] == "numba"
 
 
 #: whether this process has loaded the fold trainer's kernels (:func:`warm_kernels`)

@@ -73,17 +73,15 @@ def _import_cython_blas() -> None:
     import sys
 
     name = "scipy.linalg.cython_blas"
-    if name in sys.modules or "scipy.linalg" in sys.modules:
-        import scipy.linalg.cython_blas  # noqa: F401
+    spec = None
+    if name not in sys.modules and "scipy.linalg" not in sys.modules:
+        import scipy
 
-        return
-    import scipy
-
-    spec = importlib.machinery.PathFinder.find_spec(
-        name, [os.path.join(p, "linalg") for p in scipy.__path__]
-    )
+        spec = importlib.machinery.PathFinder.find_spec(
+            name, [os.path.join(p, "linalg") for p in scipy.__path__]
+        )
     if spec is None or not isinstance(spec.loader, importlib.machinery.ExtensionFileLoader):
-        import scipy.linalg.cython_blas  # noqa: F401, F811
+        import scipy.linalg.cython_blas  # noqa: F401
 
         return
     module = importlib.util.module_from_spec(spec)
