@@ -12,6 +12,7 @@ This module imports nothing from fastnn, so every other module may import it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -101,5 +102,22 @@ def adam_step_scalars(lr, beta_1, beta_2, epsilon, t):
     """Adam's bias correction, written once: ``(lr_t, eps_t)`` for the 1-based step ``t``
     (a number or an array of steps), so that ``lr_t * m / (sqrt(v) + eps_t)`` equals
     ``lr * m_hat / (sqrt(v_hat) + eps)``."""
-    c2 = (1 - beta_2**t) ** 0.5
-    return lr * c2 / (1 - beta_1**t), epsilon * c2
+    c2 = (1 - _decayed(beta_2, t)) ** 0.5
+    return lr * c2 / (1 - _decayed(beta_1, t)), epsilon * c2
+
+
+def _decayed(beta, t):
+    """``beta**t``, the same numbers where they count: for an array of steps whose
+    powers fall below ``2**-64`` (where ``1 - beta**t`` is exactly 1), zeros, which
+    NumPy's power reaches only on its slow underflow path (``0.9**t`` over the 20,000
+    steps of 100 epochs at batch 32: 1.6 ms, 70x the rest)."""
+    if np.ndim(t) == 0 or not 0.0 < beta < 1.0:
+        return beta**t
+    t = np.asarray(t, dtype=np.float64)
+    cut = -64.0 / math.log2(beta)  # beta**t < 2**-64 beyond this step
+    if t.size == 0 or t.max() < cut:
+        return beta**t
+    out = np.zeros_like(t)
+    small = t < cut
+    out[small] = beta ** t[small]
+    return out

@@ -311,6 +311,26 @@ def test_each_optimizer_decreases_the_loss(case):
     assert h.history["loss"][-1] < h.history["loss"][0]
 
 
+@pytest.mark.parametrize("beta_1, beta_2", [(0.9, 0.999), (0.5, 0.9999), (0.0, 0.99), (0.99, 1.0)])
+def test_adam_step_scalars_are_the_plain_formula_over_a_long_run(beta_1, beta_2):
+    # the compiled paths take the bias-corrected step size of every step of a run at
+    # once; the shortcut past the powers' underflow must not change one of them
+    from fastnn.spec import adam_step_scalars
+
+    t = np.arange(1, 60_001, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        c2 = (1 - beta_2**t) ** 0.5
+        want = (1e-3 * c2 / (1 - beta_1**t), 1e-7 * c2)
+        got = adam_step_scalars(1e-3, beta_1, beta_2, 1e-7, t)
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b)
+    c2 = (1 - beta_2**7.0) ** 0.5  # one step, as the per-step paths ask
+    assert adam_step_scalars(1e-3, beta_1, beta_2, 1e-7, 7.0) == (
+        1e-3 * c2 / (1 - beta_1**7.0),
+        1e-7 * c2,
+    )
+
+
 def test_optimizer_by_name_and_config_dict():
     m = _compiled(optimizer="rmsprop")
     assert isinstance(m.optimizer, RMSprop)
