@@ -148,21 +148,26 @@ def test_shuffle_is_a_permutation_that_depends_on_both_keys():
     assert ((counts - 200) ** 2 / 200).sum() < 30  # chi2, 9 dof
 
 
-def test_loss_without_its_value_gives_the_same_gradient():
-    rng = np.random.default_rng(0)
+@pytest.mark.parametrize("k, weighted", [(1, False), (1, True), (3, False), (3, True)])
+def test_loss_without_its_value_gives_the_same_gradient(k, weighted):
+    # training asks for the gradient only (a separate, vectorised loop): the same
+    # numbers as the pass that also sums the loss, with row weights and several outputs
+    rng = np.random.default_rng(k + 2 * weighted)
     for dt in (np.float32, np.float64):
-        P = rng.standard_normal((40, 1)).astype(dt) * 4
-        yf = (rng.random((40, 1)) < 0.5).astype(dt)
+        P = rng.standard_normal((40, k)).astype(dt) * 4
+        P[3, 0] = np.nan
+        yf = (rng.random((40, k)) < 0.5).astype(dt)
+        w = rng.random((40, 1)).astype(dt) if weighted else np.zeros((1, 1), dt)
         grads, totals = [], []
         for value in (1.0, 0.0):
             lc = np.array([1e-7, 1 - 1e-7, 2.0, value], dtype=dt)
             g = np.empty_like(P)
-            w = np.zeros((1, 1), dt)
-            totals.append(cpu.bce_logits_loss(P, yf, np.zeros(1, np.int64), w, False, False,
-                                              lc, dt(1 / 40), g))  # fmt: skip
+            totals.append(cpu.bce_logits_loss(P, yf, np.zeros(1, np.int64), w, weighted,
+                                              False, lc, dt(1 / 40), g))  # fmt: skip
             grads.append(g)
         np.testing.assert_array_equal(grads[0], grads[1])
-        assert totals[0] > 0 and totals[1] == 0.0
+        assert np.isnan(totals[0]) and totals[1] == 0.0
+        assert np.isnan(grads[1][3, 0]) and np.isfinite(np.delete(grads[1].ravel(), 3 * k)).all()
 
 
 def test_every_kernel_cache_is_checked_against_the_whole_kernel_folder():
