@@ -388,7 +388,7 @@ def softmax_backward(Z, Y, dY, alpha, dZ):
             dZ[r, j] = Y[r, j] * (dY[r, j] - s)
 
 
-@njit(**_JIT)
+@njit(inline="always", **_JIT)
 def act_forward(Z, code, alpha, Y):
     """``Y = act(Z)`` for ``Z, Y (n, d)`` (``Y`` may be ``Z``: in place)."""
     if code == LINEAR:
@@ -405,7 +405,7 @@ def act_forward(Z, code, alpha, Y):
         softmax_forward(Z, alpha, Y)
 
 
-@njit(**_JIT)
+@njit(inline="always", **_JIT)
 def act_backward(Z, Y, dY, code, alpha, dZ):
     """``dZ = dY * act'(Z)`` for ``(n, d)`` arrays; ``dZ`` may be ``dY`` (in place)."""
     if code == LINEAR:
@@ -650,7 +650,7 @@ def mse_loss(P, yf, yi, w, has_w, sparse, lc, scale, dP):
     return _row_loss(P, yf, yi, w, has_w, sparse, lc, scale, dP, True)
 
 
-@njit(**_JIT)
+@njit(inline="always", **_JIT)
 def loss_grad(P, yf, yi, w, has_w, code, sparse, lc, scale, dP):
     """Loss and gradient of one batch by loss ``code``: returns ``loss_sum`` (float64),
     writes ``dP`` (see the kernels above)."""
@@ -747,7 +747,7 @@ def rmsprop_step(theta, grad, s1, s2, hp, lr_t, eps_t):
             theta[i] -= step
 
 
-@njit(**_JIT)
+@njit(inline="always", **_JIT)
 def opt_update(theta, grad, s1, s2, lo, hi, code, hp, lr_t, eps_t):
     """One optimizer step on ``theta[lo:hi]`` in place: ``code`` is ``OPT_SGD``,
     ``OPT_ADAM`` or ``OPT_RMSPROP`` (see the kernels above)."""
@@ -927,7 +927,7 @@ def softmax_backward_t(Z, Y, dY, alpha, dZ):
     softmax_backward(Z.T, Y.T, dY.T, alpha, dZ.T)
 
 
-@njit(**_JIT)
+@njit(inline="always", **_JIT)
 def act_forward_t(Z, code, alpha, Y):
     """:func:`act_forward` on feature-major ``(d, n)`` arrays (softmax over ``d``)."""
     if code == SOFTMAX:
@@ -936,7 +936,7 @@ def act_forward_t(Z, code, alpha, Y):
         act_forward(Z, code, alpha, Y)
 
 
-@njit(**_JIT)
+@njit(inline="always", **_JIT)
 def act_backward_t(Z, Y, dY, code, alpha, dZ):
     """:func:`act_backward` on feature-major ``(d, n)`` arrays."""
     if code == SOFTMAX:
