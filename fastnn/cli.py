@@ -16,6 +16,7 @@ import warnings
 
 import click
 
+from . import plotter
 from .cli_bench import BENCH_PEERS, bench_command  # noqa: F401  (BENCH_PEERS: re-exported)
 from .cli_prepare import compiler_ready, prepared_table
 from .cli_search import explain_command, tune_command
@@ -401,30 +402,32 @@ def train(
         prep.task, prep.n_outputs, settings, loss=loss, backend=get_backend(backend_name)
     )
     say(report.network_line(model, prep, settings))
-    history, seconds = _fit(say, model, X_tr, y_tr, settings, weights, seed, quiet)
-    results = _evaluate_run(model, prep, ((X_tr, y_tr), (X_te, y_te)), seed)
-    written = []
-    if explain:
-        written = _explain(model, prep, (X_te, y_te), explain_repeats, seed, out_dir)
-    if out_dir is not None:
-        info = _run_info(
-            model,
-            history,
-            seconds,
-            {
-                "csv": csv,
-                **settings.to_dict(),
-                "task": task,
-                "loss": model.loss.name,
-                "class_weight": class_weight,
-                "test_size": test_size,
-                "seed": seed,
-                "missing": missing,
-                "drop": drop_cols,
-            },
-        )
-        files = _write_run(out_dir, model, prep, history, results, info)
-        say(f"wrote {out_dir}/: {', '.join(files + written)}")
+    # matplotlib loads in a child process beside the training (fastnn.plotter)
+    with plotter.start(out_dir is not None) as plots:
+        history, seconds = _fit(say, model, X_tr, y_tr, settings, weights, seed, quiet)
+        results = _evaluate_run(model, prep, ((X_tr, y_tr), (X_te, y_te)), seed)
+        written = []
+        if explain:
+            written = _explain(model, prep, (X_te, y_te), explain_repeats, seed, out_dir)
+        if out_dir is not None:
+            info = _run_info(
+                model,
+                history,
+                seconds,
+                {
+                    "csv": csv,
+                    **settings.to_dict(),
+                    "task": task,
+                    "loss": model.loss.name,
+                    "class_weight": class_weight,
+                    "test_size": test_size,
+                    "seed": seed,
+                    "missing": missing,
+                    "drop": drop_cols,
+                },
+            )
+            files = _write_run(out_dir, model, prep, history, results, info, plots)
+            say(f"wrote {out_dir}/: {', '.join(files + written)}")
     if active_interrupt().requested:
         return 130
 

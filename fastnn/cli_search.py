@@ -12,6 +12,7 @@ import time
 
 import click
 
+from . import plotter
 from .cli_prepare import prepared_table
 from .cli_shared import (
     _CONTEXT,
@@ -155,82 +156,80 @@ def tune_command(
         f"{tuning.METRIC[prep.task]}; trial 0 is the {'tutorial' if csv is None else 'default'} network"
     )
     collector_settled()
-    result = tuning.tune(
-        X_tr,
-        y_tr,
-        prep.task,
-        trials,
-        folds,
-        timeout=timeout,
-        jobs=jobs,
-        storage=storage,
-        study=study_name,
-        seed=seed,
-        default=config,
-        backend=backend,
-        n_outputs=prep.n_outputs,
-        progress=not quiet,
-        **budget,
-    )
-    _report_search(say, result)
-    best = result.best
-    collector_settled()  # the warm-up's and the search's objects too
-    model, history, seconds, results = _refit(
-        say, result, out_dir, prep, ((X_tr, y_tr), (X_te, y_te)), backend, seed
-    )
-    if out_dir is not None:
-        settings = {
-            "csv": csv,
-            **result.best_settings().to_dict(),
-            "task": task,
-            "loss": model.loss.name,
-            "class_weight": None,
-            "test_size": test_size,
-            "seed": seed,
-            "missing": missing,
-            "drop": drop_cols,
-        }
-        info = _run_info(model, history, seconds, settings)
-        info["tune"] = {"trial": best["number"], "cv_mean": best["mean"], "cv_std": best["std"]}
-        files = _write_run(out_dir, model, prep, history, results, info)
-        say(f"wrote {out_dir}/: {', '.join(files)}, tune.json, tune.png")
+    # matplotlib loads in a child process while the search runs (fastnn.plotter)
+    with plotter.start(out_dir is not None) as plots:
+        result = tuning.tune(
+            X_tr,
+            y_tr,
+            prep.task,
+            trials,
+            folds,
+            timeout=timeout,
+            jobs=jobs,
+            storage=storage,
+            study=study_name,
+            seed=seed,
+            default=config,
+            backend=backend,
+            n_outputs=prep.n_outputs,
+            progress=not quiet,
+            **budget,
+        )
+        _report_search(say, result)
+        best = result.best
+        collector_settled()  # the warm-up's and the search's objects too
+        model, history, seconds, results = _refit(
+            say, result, out_dir, prep, ((X_tr, y_tr), (X_te, y_te)), backend, seed, plots
+        )
+        if out_dir is not None:
+            settings = {
+                "csv": csv,
+                **result.best_settings().to_dict(),
+                "task": task,
+                "loss": model.loss.name,
+                "class_weight": None,
+                "test_size": test_size,
+                "seed": seed,
+                "missing": missing,
+                "drop": drop_cols,
+            }
+            info = _run_info(model, history, seconds, settings)
+            info["tune"] = {"trial": best["number"], "cv_mean": best["mean"], "cv_std": best["std"]}
+            files = _write_run(out_dir, model, prep, history, results, info, plots)
+            say(f"wrote {out_dir}/: {', '.join(files)}, tune.json, tune.png")
     if active_interrupt().requested:
         return 130
 
 
-def _refit(say, result, out_dir, prep, rows, backend, seed):
-    """The best trial refit on all training rows and evaluated, ``tune.json`` and
-    ``tune.png`` written beside it (and matplotlib imported: a thread, on the core the
-    refit leaves idle); ``(model, history, seconds, results)``."""
-    from . import report
-
+def _refit(say, result, out_dir, prep, rows, backend, seed, plots):
+    """The best trial refit on all training rows and evaluated, ``tune.json`` written and
+    ``tune.png`` sent to ``plots`` (a :class:`fastnn.plotter.Plotter`) first;
+    ``(model, history, seconds, results)``."""
     (X_tr, y_tr), _ = rows
-    side = contextlib.nullcontext()
     if out_dir is not None:
-        side = report.Background(_write_search, out_dir, result)
-    with side:
-        t0 = time.perf_counter()
-        with _gil_handoff():
-            model, history = result.refit(
-                X_tr, y_tr, prep.n_outputs, backend=backend, callbacks=[StopOnInterrupt()]
-            )
-        seconds = time.perf_counter() - t0
-        say(
-            f"refit trial {result.best['number']} on all {len(y_tr):,} training rows: "
-            f"{len(history.epoch)} epochs in {seconds:.2f} s"
+        _write_search(out_dir, result, plots)
+    t0 = time.perf_counter()
+    with contextlib.nullcontext() if plots.forked else _gil_handoff():  # a plot thread
+        model, history = result.refit(
+            X_tr, y_tr, prep.n_outputs, backend=backend, callbacks=[StopOnInterrupt()]
         )
-        results = _evaluate_run(model, prep, rows, seed)
-        if out_dir is not None:
-            side.wait()
+    seconds = time.perf_counter() - t0
+    say(
+        f"refit trial {result.best['number']} on all {len(y_tr):,} training rows: "
+        f"{len(history.epoch)} epochs in {seconds:.2f} s"
+    )
+    results = _evaluate_run(model, prep, rows, seed)
     return model, history, seconds, results
 
 
-def _write_search(out_dir, result) -> None:
-    """tune.json and tune.png of the search."""
+def _write_search(out_dir, result, plots) -> None:
+    """tune.json of the search, and its tune.png through ``plots``."""
     from . import report
+    from .tune import plot_trials
 
     report.write_json(os.path.join(out_dir, "tune.json"), result.to_dict())
-    result.plot(os.path.join(out_dir, "tune.png"))
+    path = os.path.join(out_dir, "tune.png")
+    plots.submit(plot_trials, result.trials, result.metric, result.folds, path)
 
 
 def _report_search(say, result) -> None:
@@ -310,7 +309,7 @@ def explain_command(model_path, data_path, repeats, seed, out_dir):
 @contextlib.contextmanager
 def _gil_handoff(seconds: float = 2e-4):
     """Python's thread switch interval cut from 5 ms to ``seconds`` while the refit runs
-    beside the plotting import: each epoch releases the GIL in compiled code and waits
+    beside the plotting import in a thread (where no plot process could be forked): each epoch releases the GIL in compiled code and waits
     for it on return, up to one interval behind the importing thread (the refit in the
     tune command measured 0.67-0.83 s with the default, 0.57-0.59 s with this)."""
     before = sys.getswitchinterval()

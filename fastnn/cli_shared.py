@@ -178,11 +178,15 @@ def _print_summary(say, shape, source, prep, drop_cols, ys, settings, task_given
         say(f"validation: the last {settings.validation_split:g} of the training rows{stop}")
 
 
-def _write_run(out_dir, model, prep, history, results, info) -> list[str]:
+def _write_run(out_dir, model, prep, history, results, info, plots=None) -> list[str]:
+    """Write the run's files (the plots through ``plots``, a
+    :class:`fastnn.plotter.Plotter`, when given: all of its plots are done on return)."""
     import fastnn
 
     from . import report
 
+    # the plots first: a child process draws them while the rest is written
+    files = report.run_files(out_dir, prep, history, results.get("test_pred"), plots)
     model.preprocessing = prep.to_dict()
     fastnn.save(model, os.path.join(out_dir, "model.safetensors"))
     labels = prep.classes_
@@ -201,7 +205,8 @@ def _write_run(out_dir, model, prep, history, results, info) -> list[str]:
         **info,
     }
     report.write_json(os.path.join(out_dir, "metrics.json"), metrics)
-    files = report.run_files(out_dir, prep, history, results.get("test_pred"))
+    if plots is not None:
+        plots.wait()
     return ["model.safetensors", "metrics.json", *files]
 
 

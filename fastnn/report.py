@@ -180,45 +180,6 @@ def _save_figure(fig, path) -> None:
     atomic_write_bytes(path, png.getvalue())
 
 
-class Background:
-    """``fn(*args)`` in a daemon thread, started now, for work beside a single-threaded
-    compiled loop that releases the GIL (the refit of ``fastnn tune``: its plots and
-    JSON are written on the core the refit leaves idle). :meth:`wait` joins the thread
-    and returns ``fn``'s result or raises its error. As a context, an error in the
-    ``with`` body waits for the thread before it goes on (so nothing is written after a
-    failed command's output folder is cleaned up)."""
-
-    def __init__(self, fn, *args, name: str = "fastnn-background"):
-        import threading
-
-        self._result, self._error = None, None
-
-        def run():
-            try:
-                self._result = fn(*args)
-            except BaseException as exc:  # raised again by wait(), in the caller's thread
-                self._error = exc
-
-        self._thread = threading.Thread(target=run, name=name, daemon=True)
-        self._thread.start()
-
-    def __enter__(self) -> Background:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc_type is not None:
-            self.wait(raise_error=False)
-        return False
-
-    def wait(self, raise_error: bool = True):
-        """The result, once the thread is done; its error raised here (or dropped with
-        ``raise_error=False``, when the caller is already failing)."""
-        self._thread.join()
-        if self._error is not None and raise_error:
-            raise self._error
-        return self._result
-
-
 def _figure(size):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -268,14 +229,23 @@ def plot_predicted(actual, predicted, target, path) -> None:
     _save_figure(fig, path)
 
 
-def run_files(out_dir, prep, history, test_pred) -> list[str]:
+def run_files(out_dir, prep, history, test_pred, plots=None) -> list[str]:
     """Write history.json, history.png (and predicted.png for regression); return the
-    file names written."""
+    file names written. ``plots``: a :class:`fastnn.plotter.Plotter` the figures are
+    sent to (the caller waits for it), else they are drawn here."""
     write_json(os.path.join(out_dir, "history.json"), history.history)
-    plot_history(history.history, os.path.join(out_dir, "history.png"), history.best_epoch)
+    jobs = [
+        (plot_history, history.history, os.path.join(out_dir, "history.png"), history.best_epoch)
+    ]
     names = ["history.json", "history.png"]
     if prep.task == "regression" and test_pred is not None:
         actual, predicted = test_pred
-        plot_predicted(actual, predicted, prep.target, os.path.join(out_dir, "predicted.png"))
+        path = os.path.join(out_dir, "predicted.png")
+        jobs.append((plot_predicted, actual, predicted, prep.target, path))
         names.append("predicted.png")
+    for fn, *args in jobs:
+        if plots is None:
+            fn(*args)
+        else:
+            plots.submit(fn, *args)
     return names

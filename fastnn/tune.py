@@ -583,31 +583,38 @@ class TuneResult:
 
     def plot(self, path) -> None:
         """tune.png: each trial's score (pruned ones at their last running mean) and the
-        best so far."""
-        from .report import _figure, _save_figure
+        best so far (:func:`plot_trials`)."""
+        plot_trials(self.trials, self.metric, self.folds, path)
 
-        fig = _figure((8, 4.5))
-        ax = fig.add_subplot(1, 1, 1)
-        for state, marker, label in (("COMPLETE", "o", "trial"), ("PRUNED", "x", "pruned")):
-            pts = [(t["number"], t["mean"]) for t in self.trials if t["state"] == state]
-            if pts:
-                ax.scatter(*zip(*pts, strict=True), marker=marker, label=label, alpha=0.8)
-        best, xs, ys = -math.inf, [], []
-        for t in sorted(self.trials, key=lambda t: t["number"]):
-            if t["state"] == "COMPLETE" and t["mean"] is not None and t["mean"] > best:
-                best = t["mean"]
-            if best > -math.inf:
-                xs.append(t["number"])
-                ys.append(best)
-        if xs:
-            ax.step(xs, ys, where="post", color="black", label="best so far")
-        ax.set_xlabel("trial")
-        ax.set_ylabel(f"{self.metric} (mean over {self.folds} folds)")
-        ax.set_title("fastnn tune")
-        ax.grid(True, alpha=0.3)
-        ax.legend(loc="lower right")
-        fig.tight_layout()
-        _save_figure(fig, path)
+
+def plot_trials(trials: list, metric: str, folds: int, path) -> None:
+    """tune.png from :attr:`TuneResult.trials` records: each trial's score (pruned ones
+    at their last running mean) and the best so far (a plot job of
+    :mod:`fastnn.plotter`)."""
+    from .report import _figure, _save_figure
+
+    fig = _figure((8, 4.5))
+    ax = fig.add_subplot(1, 1, 1)
+    for state, marker, label in (("COMPLETE", "o", "trial"), ("PRUNED", "x", "pruned")):
+        pts = [(t["number"], t["mean"]) for t in trials if t["state"] == state]
+        if pts:
+            ax.scatter(*zip(*pts, strict=True), marker=marker, label=label, alpha=0.8)
+    best, xs, ys = -math.inf, [], []
+    for t in sorted(trials, key=lambda t: t["number"]):
+        if t["state"] == "COMPLETE" and t["mean"] is not None and t["mean"] > best:
+            best = t["mean"]
+        if best > -math.inf:
+            xs.append(t["number"])
+            ys.append(best)
+    if xs:
+        ax.step(xs, ys, where="post", color="black", label="best so far")
+    ax.set_xlabel("trial")
+    ax.set_ylabel(f"{metric} (mean over {folds} folds)")
+    ax.set_title("fastnn tune")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    _save_figure(fig, path)
 
 
 # --------------------------------------------------------------------------- the search

@@ -226,9 +226,10 @@ def test_tune_command_writes_a_run(csv_path, tmp_path):
 
 
 def test_a_failed_refit_leaves_no_search_files_behind(csv_path, tmp_path, monkeypatch):
-    """tune.json and tune.png are written beside the refit (cli_search._write_search, in
-    a thread); when the refit fails, the command waits for that thread before the output
-    folder is put back as it was (here: one file of the user's)."""
+    """tune.json is written and tune.png drawn beside the refit (cli_search._write_search:
+    by a plot process or thread, fastnn.plotter); when the refit fails, the command waits
+    for the plot before the output folder is put back as it was (here: one file of the
+    user's)."""
     from fastnn import cli_search
     from fastnn.errors import FastnnError
 
