@@ -393,6 +393,7 @@ def test_bench_tune_mode_times_both_searches(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads((out / "tune.json").read_text())
     assert report["trials"] == 2 and report["folds"] == 2
+    assert report["setup"]["untimed_runs"] == 1  # the timed run is a second run
     assert report["sklearn"]["fits"] == 2 * 2 + 1
     assert len(report["sklearn"]["mean_scores"]) == 2
     for key in ("wall_s", "search_s", "refit_s", "best_score"):
