@@ -593,7 +593,7 @@ def plot_trials(trials: list, metric: str, folds: int, path) -> None:
     :mod:`fastnn.plotter`)."""
     from .report import _figure, _save_figure
 
-    fig = _figure((8, 4.5))
+    fig = _figure((8, 4.5), margins=(0.1, 0.98, 0.11, 0.93, 0.2))
     ax = fig.add_subplot(1, 1, 1)
     for state, marker, label in (("COMPLETE", "o", "trial"), ("PRUNED", "x", "pruned")):
         pts = [(t["number"], t["mean"]) for t in trials if t["state"] == state]
@@ -613,7 +613,6 @@ def plot_trials(trials: list, metric: str, folds: int, path) -> None:
     ax.set_title("fastnn tune")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right")
-    fig.tight_layout()
     _save_figure(fig, path)
 
 
