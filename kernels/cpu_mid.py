@@ -42,7 +42,6 @@ from .cpu import (
     act_backward,
     act_forward,
     add_bias,
-    col_sum,
     loss_grad,
     opt_update,
 )
@@ -290,10 +289,19 @@ def _matmul_wt(dZ, W, dX, scratch):
 
 
 @njit(**_JIT)
-def _backward_update(ops, opf, Ws, dWs, dbs, views, first_param, upd, WT):
+def _bias_grad(dZ, db, ones):
+    """``db = sum_rows dZ`` as one matrix-vector product, ``ones @ dZ``, through BLAS: the
+    column-sum loop loads and stores all of ``db`` once a row (256x41: 1.8 -> 0.96 us,
+    256x52: 3.1 -> 0.86 us, 2-core EPYC); BLAS sums in its own order, as in the products."""
+    np.dot(ones[: dZ.shape[0]], dZ, db)
+
+
+@njit(**_JIT)
+def _backward_update(ops, opf, Ws, dWs, dbs, views, first_param, upd, WT, ones):
     """Backward pass of one step; each Dense layer's parameters are updated right after
     their gradient is written (``upd`` = theta, grad, s1, s2, opt_code, hp, lr_t, eps_t),
-    while they are in cache. ``dX`` uses the old weights, as in the per-layer path."""
+    while they are in cache. ``dX`` uses the old weights, as in the per-layer path.
+    ``ones``: at least a batch of ones (:func:`_bias_grad`)."""
     theta, grad, s1, s2, opt_code, hp, lr_t, eps_t = upd
     As, Zs, Ys, gYs, dZs, gXs = views
     for q in range(ops.shape[0] - 1, first_param - 1, -1):
@@ -314,7 +322,7 @@ def _backward_update(ops, opf, Ws, dWs, dbs, views, first_param, upd, WT):
             hi = wo + Ws[q].size
             bo = ops[q, C_BOFF]
             if bo >= 0:
-                col_sum(dZ, dbs[q])
+                _bias_grad(dZ, dbs[q], ones)
                 if bo == hi:  # b right after W (the usual layout): one update for both
                     hi = bo + ops[q, C_DOUT]
                 else:
@@ -354,6 +362,7 @@ def train_epoch_mid(data, state, net, bufs, loss, opt, steps):
     first_param = first_dense(ops)
     Ws, dWs, bs, dbs = _params(ops, theta, grad)
     WT = np.empty(WT_COPY_MAX, dtype=theta.dtype)
+    ones = np.ones(batch_size, dtype=theta.dtype)
     nbv = min(batch_size, n - b_first * batch_size)
     views = _step_views(ws, G0, G1, ops, first_param, nbv)
     t = theta.dtype.type
@@ -376,7 +385,7 @@ def train_epoch_mid(data, state, net, bufs, loss, opt, steps):
         total += loss_grad(P, yb, yib, wb, has_w, loss_code, sparse, lc, t(1.0 / nb), gP)
         s = b - b_first
         upd = (theta, grad, s1, s2, opt_code, hp, lr_ts[s], eps_ts[s])
-        _backward_update(ops, opf, Ws, dWs, dbs, views, first_param, upd, WT)
+        _backward_update(ops, opf, Ws, dWs, dbs, views, first_param, upd, WT, ones)
     return total
 
 
