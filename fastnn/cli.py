@@ -231,13 +231,14 @@ def _fit(say, model, X_tr, y_tr, settings, class_weight, seed, quiet):
     return history, seconds
 
 
-def _explain(model, prep, test_rows, repeats, seed, out_dir) -> list[str]:
+def _explain(model, prep, test_rows, repeats, seed, out_dir, plots) -> list[str]:
     """``--explain``: permutation importance on the test rows, printed (top 10) and,
-    with ``out_dir``, written; returns the file names written."""
+    with ``out_dir``, written (the figure through ``plots``, which ``_write_run`` waits
+    for); returns the file names written."""
     from .explain import explain_to, format_importance
 
     X, y = test_rows
-    result = explain_to(out_dir, model, prep, X, y, n_repeats=repeats, seed=seed)
+    result = explain_to(out_dir, model, prep, X, y, n_repeats=repeats, seed=seed, plots=plots)
     click.echo(
         f"permutation importance on the {len(y):,} test rows ({repeats} repeats): drop in "
         f"{result['metric']} (without shuffling {result['baseline']:.4f}) when a column is shuffled"
@@ -408,7 +409,7 @@ def train(
         results = _evaluate_run(model, prep, ((X_tr, y_tr), (X_te, y_te)), seed)
         written = []
         if explain:
-            written = _explain(model, prep, (X_te, y_te), explain_repeats, seed, out_dir)
+            written = _explain(model, prep, (X_te, y_te), explain_repeats, seed, out_dir, plots)
         if out_dir is not None:
             info = _run_info(
                 model,

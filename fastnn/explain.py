@@ -220,20 +220,26 @@ def plot_importance(result: dict, path) -> None:
     _save_figure(fig, path)
 
 
-def write_importance(result: dict, out_dir) -> list[str]:
-    """Write importance.json and importance.png into ``out_dir``; returns the names."""
+def write_importance(result: dict, out_dir, plots=None) -> list[str]:
+    """Write importance.json and importance.png into ``out_dir``; returns the names.
+    ``plots``: a :class:`fastnn.plotter.Plotter` to draw the figure (the caller waits
+    for it), else it is drawn here."""
     from .report import write_json
 
     write_json(os.path.join(out_dir, "importance.json"), result)
-    plot_importance(result, os.path.join(out_dir, "importance.png"))
+    path = os.path.join(out_dir, "importance.png")
+    if plots is None:
+        plot_importance(result, path)
+    else:
+        plots.submit(plot_importance, result, path)
     return ["importance.json", "importance.png"]
 
 
-def explain_to(out_dir, model, prep, X, y, n_repeats: int = 5, seed: int = 0) -> dict:
+def explain_to(out_dir, model, prep, X, y, n_repeats: int = 5, seed: int = 0, plots=None) -> dict:
     """Permutation importance of ``model`` over the raw columns of ``prep`` on rows
     ``(X, y)`` (transformed by ``prep``), scored by the task's score, and written to
-    ``out_dir`` (None: not written). What ``fastnn explain`` and ``fastnn train
-    --explain`` call."""
+    ``out_dir`` (None: not written; ``plots`` as in :func:`write_importance`). What
+    ``fastnn explain`` and ``fastnn train --explain`` call."""
     result = permutation_importance(
         model,
         X,
@@ -244,7 +250,7 @@ def explain_to(out_dir, model, prep, X, y, n_repeats: int = 5, seed: int = 0) ->
         seed=seed,
     )
     if out_dir is not None:
-        write_importance(result, out_dir)
+        write_importance(result, out_dir, plots)
     return result
 
 

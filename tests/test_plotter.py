@@ -107,7 +107,8 @@ def test_train_and_tune_write_their_plots_through_the_child(monkeypatch, tmp_pat
     monkeypatch.setattr(plotter, "start", recording_start)
     runner = CliRunner()
     out = tmp_path / "run"
-    res = runner.invoke(main, ["train", "--epochs", "3", "--quiet", "--out", str(out)])
+    args = ["train", "--epochs", "3", "--explain", "--quiet", "--out", str(out)]
+    res = runner.invoke(main, args)
     assert res.exit_code == 0, res.output
     res = runner.invoke(
         main,
@@ -118,6 +119,7 @@ def test_train_and_tune_write_their_plots_through_the_child(monkeypatch, tmp_pat
     assert forked == [True, True]
     for png in (
         out / "history.png",
+        out / "importance.png",
         tmp_path / "tuned" / "history.png",
         tmp_path / "tuned" / "tune.png",
     ):
