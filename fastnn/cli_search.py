@@ -309,9 +309,10 @@ def explain_command(model_path, data_path, repeats, seed, out_dir):
 @contextlib.contextmanager
 def _gil_handoff(seconds: float = 2e-4):
     """Python's thread switch interval cut from 5 ms to ``seconds`` while the refit runs
-    beside the plotting import in a thread (where no plot process could be forked): each epoch releases the GIL in compiled code and waits
-    for it on return, up to one interval behind the importing thread (the refit in the
-    tune command measured 0.67-0.83 s with the default, 0.57-0.59 s with this)."""
+    beside the plotting import in a thread (where no plot process could be forked):
+    each epoch releases the GIL in compiled code and waits for it on return, up to one
+    interval behind the importing thread (the refit in the tune command measured
+    0.67-0.83 s with the default, 0.57-0.59 s with this)."""
     before = sys.getswitchinterval()
     sys.setswitchinterval(seconds)
     try:

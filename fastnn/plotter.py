@@ -168,8 +168,9 @@ def _fork():
 
 
 def _child(conn) -> None:
-    """Import matplotlib, then draw each job received and answer None or the error; exit at None or when the command's end of the pipe closes, without
-    Python's teardown (the parent's state is not the child's to clean up)."""
+    """Import matplotlib, then draw each job received and answer None or the error;
+    exit at None or when the command's end of the pipe closes, without Python's
+    teardown (the parent's state is not the child's to clean up)."""
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the command decides about Ctrl-C
         try:

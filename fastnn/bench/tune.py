@@ -191,6 +191,8 @@ def render(report: dict) -> str:
     f, s = report["fastnn"], report["sklearn"]
     states = report["trial_states"]
     m = report["machine"]
+    compiled = report.get("setup", {}).get("bytecode_compiled", True)
+    bytecode = "compiled" if compiled else "not compiled (it could not be written)"
     lines = [
         "# fastnn tune vs scikit-learn RandomizedSearchCV (churn)",
         "",
@@ -224,8 +226,7 @@ def render(report: dict) -> str:
         "",
         "Dropout has no scikit-learn counterpart, so scikit-learn trains those "
         "configurations without it. fastnn is timed on its second run (the first, "
-        "untimed, fills Numba's cache), with the package's Python bytecode compiled"
-        f"{'' if report.get('setup', {}).get('bytecode_compiled', True) else ' (could not be written)'}.",
+        f"untimed, fills Numba's cache), with the package's Python bytecode {bytecode}.",
     ]
     return "\n".join(lines) + "\n"
 
