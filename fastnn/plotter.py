@@ -37,6 +37,15 @@ def start(enabled: bool = True) -> Plotter:
     return Plotter(None)
 
 
+def draw(plots, fn, *args) -> None:
+    """``fn(*args)`` through ``plots`` (a :class:`Plotter`; its caller waits for it), or
+    here and now when ``plots`` is None (a library call)."""
+    if plots is None:
+        fn(*args)
+    else:
+        plots.submit(fn, *args)
+
+
 def _can_fork() -> bool:
     from .cli_prepare import _can_fork as can
 
@@ -110,12 +119,10 @@ class Plotter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc_type is None:
-            try:
+        try:
+            if exc_type is None:
                 self.wait()
-            finally:
-                self.close()
-        else:
+        finally:
             self.close()
         return False
 

@@ -240,6 +240,8 @@ def run_files(out_dir, prep, history, test_pred, plots=None) -> list[str]:
     """Write history.json, history.png (and predicted.png for regression); return the
     file names written. ``plots``: a :class:`fastnn.plotter.Plotter` the figures are
     sent to (the caller waits for it), else they are drawn here."""
+    from .plotter import draw
+
     write_json(os.path.join(out_dir, "history.json"), history.history)
     jobs = [
         (plot_history, history.history, os.path.join(out_dir, "history.png"), history.best_epoch)
@@ -250,9 +252,6 @@ def run_files(out_dir, prep, history, test_pred, plots=None) -> list[str]:
         path = os.path.join(out_dir, "predicted.png")
         jobs.append((plot_predicted, actual, predicted, prep.target, path))
         names.append("predicted.png")
-    for fn, *args in jobs:
-        if plots is None:
-            fn(*args)
-        else:
-            plots.submit(fn, *args)
+    for job in jobs:
+        draw(plots, *job)
     return names

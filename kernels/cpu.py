@@ -821,7 +821,7 @@ _MM = {"cache": True, "nogil": True, "error_model": "numpy", "fastmath": {"reass
 # the same FMA after FMA, bit for bit, as one pass per input), four or eight inputs a
 # pass with the partial sums in registers: a pass per input loaded and stored the output
 # row again for every input (11-10 at 64 rows: 1.4 -> 0.65 us, 2-core EPYC).
-_MV = {"cache": True, "nogil": True, "error_model": "numpy", "fastmath": {"contract"}}
+_MV = {**_MM, "fastmath": {"contract"}}
 
 
 @njit(inline="always", **_MV)
