@@ -110,7 +110,7 @@ def _decayed(beta, t):
     """``beta**t``, the same numbers where they count: for an array of steps whose
     powers fall below ``2**-64`` (where ``1 - beta**t`` is exactly 1), zeros, which
     NumPy's power reaches only on its slow underflow path (``0.9**t`` over the 20,000
-    steps of 100 epochs at batch 32: 1.6 ms, 70x the rest)."""
+    steps of 100 epochs at batch 32: 1.6 ms against 0.03 ms this way)."""
     if np.ndim(t) == 0 or not 0.0 < beta < 1.0:
         return beta**t
     t = np.asarray(t, dtype=np.float64)
