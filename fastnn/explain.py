@@ -224,8 +224,7 @@ def write_importance(result: dict, out_dir, plots=None) -> list[str]:
     """Write importance.json and importance.png into ``out_dir``; returns the names.
     ``plots``: a :class:`fastnn.plotter.Plotter` to draw the figure (the caller waits
     for it), else it is drawn here."""
-    from .plotter import draw
-    from .report import write_json
+    from .report import draw, write_json
 
     write_json(os.path.join(out_dir, "importance.json"), result)
     draw(plots, plot_importance, result, os.path.join(out_dir, "importance.png"))

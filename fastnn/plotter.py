@@ -37,15 +37,6 @@ def start(enabled: bool = True) -> Plotter:
     return Plotter(None)
 
 
-def draw(plots, fn, *args) -> None:
-    """``fn(*args)`` through ``plots`` (a :class:`Plotter`; its caller waits for it), or
-    here and now when ``plots`` is None (a library call)."""
-    if plots is None:
-        fn(*args)
-    else:
-        plots.submit(fn, *args)
-
-
 def _can_fork() -> bool:
     from .cli_prepare import _can_fork as can
 

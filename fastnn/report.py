@@ -236,12 +236,19 @@ def plot_predicted(actual, predicted, target, path) -> None:
     _save_figure(fig, path)
 
 
+def draw(plots, fn, *args) -> None:
+    """``fn(*args)`` through ``plots`` (a :class:`fastnn.plotter.Plotter`; its caller
+    waits for it), or here and now when ``plots`` is None (a library call)."""
+    if plots is None:
+        fn(*args)
+    else:
+        plots.submit(fn, *args)
+
+
 def run_files(out_dir, prep, history, test_pred, plots=None) -> list[str]:
     """Write history.json, history.png (and predicted.png for regression); return the
     file names written. ``plots``: a :class:`fastnn.plotter.Plotter` the figures are
     sent to (the caller waits for it), else they are drawn here."""
-    from .plotter import draw
-
     write_json(os.path.join(out_dir, "history.json"), history.history)
     jobs = [
         (plot_history, history.history, os.path.join(out_dir, "history.png"), history.best_epoch)
