@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-pytest.importorskip("optuna")
+optuna = pytest.importorskip("optuna")
 pytest.importorskip("sklearn")
 
 import fastnn  # noqa: E402
@@ -139,6 +139,31 @@ def test_a_trial_behind_the_median_is_pruned_after_one_fold():
     assert tuning._read(study, good).name == "COMPLETE"
     waiting = tuning._Run(study.ask(), tuning.tutorial_config(), 3, futures=[_Done(0.95)])
     assert tuning._read(study, waiting) is None and waiting.next_fold() == 1
+
+
+def _finished(study, scores):
+    """A finished trial that scored ``scores[f]`` on fold f (reported as running means)."""
+    trial = study.ask()
+    for step in range(len(scores)):
+        trial.report(float(np.mean(scores[: step + 1])), step)
+    study.tell(trial, float(np.mean(scores)))
+
+
+def test_before_five_finish_only_a_trial_behind_all_of_two_is_pruned():
+    study = tuning._study(None, None, 0)
+    config = tuning.tutorial_config()
+    _finished(study, [0.90, 0.80, 0.85])
+    alone = tuning._Run(study.ask(), config, 3, futures=[_Done(0.5), _Done(0.5), _Done(0.5)])
+    assert tuning._read(study, alone).name == "COMPLETE"  # one finished trial: no bar yet
+    # two finished now: 0.90 and 0.50 after fold 0, 0.85 and 0.50 after fold 1
+    between = tuning._Run(study.ask(), config, 3, futures=[_Done(0.6), _Done(0.9), _Done(0.9)])
+    assert tuning._read(study, between).name == "COMPLETE"  # never behind both
+    # three finished: after fold 0 the bars are 0.90, 0.50 and 0.60 (0.55 is not behind
+    # them all), after fold 1 0.85, 0.50 and 0.75
+    late = tuning._Run(study.ask(), config, 3, futures=[_Done(0.55), _Done(0.1), _Done(0.9)])
+    assert tuning._read(study, late).name == "PRUNED"  # fold 1: 0.325 is behind all three
+    assert tuning._trial_record(study.trials[-1])["fold_scores"] == [0.55, 0.1]
+    assert isinstance(study.pruner, optuna.pruners.BasePruner)
 
 
 def test_a_failing_fold_fails_the_trial_not_the_search():
