@@ -219,7 +219,9 @@ def fold_indices(y, task: str, folds: int, seed: int) -> list[tuple]:
     tests = cv.kfold(len(y), folds, seed, stratify=y if classify else None)
     out = []
     for i, test in enumerate(tests):
-        rest = np.setdiff1d(np.arange(len(y)), test, assume_unique=True)
+        rest = np.ones(len(y), dtype=bool)
+        rest[test] = False
+        rest = np.flatnonzero(rest)  # the other rows, sorted
         tr, va = cv.holdout(
             rest, VALIDATION_SHARE, seed + i, stratify=y[rest] if classify else None
         )
