@@ -34,6 +34,7 @@ from .cli_shared import (
     _run_info,
     _seed,
     _test_size,
+    _write_history,
     _write_run,
     collector_held,
     collector_settled,
@@ -406,6 +407,7 @@ def train(
     # matplotlib loads in a child process beside the training (fastnn.plotter)
     with plotter.start(out_dir is not None) as plots:
         history, seconds = _fit(say, model, X_tr, y_tr, settings, weights, seed, quiet)
+        early = _write_history(out_dir, history, plots)  # drawn beside the evaluation
         results = _evaluate_run(model, prep, ((X_tr, y_tr), (X_te, y_te)), seed)
         written = []
         if explain:
@@ -427,7 +429,7 @@ def train(
                     "drop": drop_cols,
                 },
             )
-            files = _write_run(out_dir, model, prep, history, results, info, plots)
+            files = _write_run(out_dir, model, prep, early, results, info, plots)
             say(f"wrote {out_dir}/: {', '.join(files + written)}")
     if active_interrupt().requested:
         return 130

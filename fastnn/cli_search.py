@@ -28,6 +28,7 @@ from .cli_shared import (
     _run_info,
     _seed,
     _test_size,
+    _write_history,
     _write_run,
     collector_held,
     collector_settled,
@@ -178,7 +179,7 @@ def tune_command(
         _report_search(say, result)
         best = result.best
         collector_settled()  # the warm-up's and the search's objects too
-        model, history, seconds, results = _refit(
+        model, history, seconds, results, early = _refit(
             say, result, out_dir, prep, ((X_tr, y_tr), (X_te, y_te)), backend, seed, plots
         )
         if out_dir is not None:
@@ -195,7 +196,7 @@ def tune_command(
             }
             info = _run_info(model, history, seconds, settings)
             info["tune"] = {"trial": best["number"], "cv_mean": best["mean"], "cv_std": best["std"]}
-            files = _write_run(out_dir, model, prep, history, results, info, plots)
+            files = _write_run(out_dir, model, prep, early, results, info, plots)
             say(f"wrote {out_dir}/: {', '.join(files)}, tune.json, tune.png")
     if active_interrupt().requested:
         return 130
@@ -203,8 +204,8 @@ def tune_command(
 
 def _refit(say, result, out_dir, prep, rows, backend, seed, plots):
     """The best trial refit on all training rows and evaluated, ``tune.json`` written and
-    ``tune.png`` sent to ``plots`` (a :class:`fastnn.plotter.Plotter`) first;
-    ``(model, history, seconds, results)``."""
+    ``tune.png`` sent to ``plots`` (a :class:`fastnn.plotter.Plotter`) first, history.*
+    right after the refit; ``(model, history, seconds, results, names written)``."""
     (X_tr, y_tr), _ = rows
     if out_dir is not None:
         _write_search(out_dir, result, plots)
@@ -218,8 +219,9 @@ def _refit(say, result, out_dir, prep, rows, backend, seed, plots):
         f"refit trial {result.best['number']} on all {len(y_tr):,} training rows: "
         f"{len(history.epoch)} epochs in {seconds:.2f} s"
     )
+    early = _write_history(out_dir, history, plots)  # drawn beside the evaluation
     results = _evaluate_run(model, prep, rows, seed)
-    return model, history, seconds, results
+    return model, history, seconds, results, early
 
 
 def _write_search(out_dir, result, plots) -> None:

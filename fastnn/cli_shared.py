@@ -178,15 +178,24 @@ def _print_summary(say, shape, source, prep, drop_cols, ys, settings, task_given
         say(f"validation: the last {settings.validation_split:g} of the training rows{stop}")
 
 
-def _write_run(out_dir, model, prep, history, results, info, plots=None) -> list[str]:
-    """Write the run's files (the plots through ``plots``, a
-    :class:`fastnn.plotter.Plotter`, when given: all of its plots are done on return)."""
+def _write_history(out_dir, history, plots=None) -> list[str]:
+    """history.json and history.png (through ``plots``) into ``out_dir``, right after the
+    training; the names written (none without ``out_dir``)."""
+    from . import report
+
+    return [] if out_dir is None else report.history_files(out_dir, history, plots)
+
+
+def _write_run(out_dir, model, prep, written, results, info, plots=None) -> list[str]:
+    """Write the run's other files (the plots through ``plots``, a
+    :class:`fastnn.plotter.Plotter`, when given: all of its plots are done on return);
+    ``written``: the names :func:`_write_history` wrote. Returns all the names."""
     import fastnn
 
     from . import report
 
     # the plots first: a child process draws them while the rest is written
-    files = report.run_files(out_dir, prep, history, results.get("test_pred"), plots)
+    files = written + report.prediction_files(out_dir, prep, results.get("test_pred"), plots)
     model.preprocessing = prep.to_dict()
     fastnn.save(model, os.path.join(out_dir, "model.safetensors"))
     labels = prep.classes_

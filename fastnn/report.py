@@ -245,20 +245,23 @@ def draw(plots, fn, *args) -> None:
         plots.submit(fn, *args)
 
 
-def run_files(out_dir, prep, history, test_pred, plots=None) -> list[str]:
-    """Write history.json, history.png (and predicted.png for regression); return the
-    file names written. ``plots``: a :class:`fastnn.plotter.Plotter` the figures are
-    sent to (the caller waits for it), else they are drawn here."""
+def history_files(out_dir, history, plots=None) -> list[str]:
+    """Write history.json and history.png; return their names. ``plots``: a
+    :class:`fastnn.plotter.Plotter` the figure is sent to (the caller waits for it), else
+    it is drawn here. The commands call it as soon as the training ends, so the child
+    draws while the test metrics are computed."""
     write_json(os.path.join(out_dir, "history.json"), history.history)
-    jobs = [
-        (plot_history, history.history, os.path.join(out_dir, "history.png"), history.best_epoch)
-    ]
-    names = ["history.json", "history.png"]
-    if prep.task == "regression" and test_pred is not None:
-        actual, predicted = test_pred
-        path = os.path.join(out_dir, "predicted.png")
-        jobs.append((plot_predicted, actual, predicted, prep.target, path))
-        names.append("predicted.png")
-    for job in jobs:
-        draw(plots, *job)
-    return names
+    path = os.path.join(out_dir, "history.png")
+    draw(plots, plot_history, history.history, path, history.best_epoch)
+    return ["history.json", "history.png"]
+
+
+def prediction_files(out_dir, prep, test_pred, plots=None) -> list[str]:
+    """predicted.png for a regression's test rows (``test_pred``: actual and predicted
+    values), through ``plots`` as :func:`history_files`; the names written."""
+    if prep.task != "regression" or test_pred is None:
+        return []
+    actual, predicted = test_pred
+    path = os.path.join(out_dir, "predicted.png")
+    draw(plots, plot_predicted, actual, predicted, prep.target, path)
+    return ["predicted.png"]
