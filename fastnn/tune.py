@@ -295,10 +295,10 @@ def run_fold(config: dict, fold: int, seed: int, slot: int | None = None) -> dic
 
     X, y, task = _W["X"], _W["y"], _W["task"]
     tr, va, te = _W["folds"][fold]
-    y_tr, y_va = y[tr], y[va]
-    if task == "regression":  # train on a standardized target; R² does not change
+    y_tr, y_va, y_te = y[tr], y[va], y[te]
+    if task == "regression":  # train and score on a standardized target: the same R²
         mu, sd = float(y_tr.mean()), float(y_tr.std()) or 1.0
-        y_tr, y_va = (y_tr - mu) / sd, (y_va - mu) / sd
+        y_tr, y_va, y_te = (y_tr - mu) / sd, (y_va - mu) / sd, (y_te - mu) / sd
     t0 = time.perf_counter()
     with one_blas_thread(), warnings.catch_warnings(), _one_compiled_epoch():
         warnings.simplefilter("ignore")  # a diverging trial is scored, not reported
@@ -307,7 +307,7 @@ def run_fold(config: dict, fold: int, seed: int, slot: int | None = None) -> dic
         epochs, best = _train_fold(model, config, (X[tr], y_tr), (X[va], y_va), seed, cancel)
         P = model.predict(X[te])
     best = epochs if best is None else best + 1
-    return {"score": score(task, y[te], P), "epochs": best, "seconds": time.perf_counter() - t0}
+    return {"score": score(task, y_te, P), "epochs": best, "seconds": time.perf_counter() - t0}
 
 
 def _train_fold(model, config, train, val, seed, cancel=None):
@@ -620,7 +620,7 @@ def plot_trials(trials: list, metric: str, folds: int, path) -> None:
 
 
 # --------------------------------------------------------------------------- the search
-def _study(storage, study_name, seed, attempts: int = 5):
+def _study(storage, study_name, seed, pruner=None, attempts: int = 5):
     optuna = _require("optuna")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if storage is None and study_name is None:
@@ -632,7 +632,7 @@ def _study(storage, study_name, seed, attempts: int = 5):
                 study_name=study_name,
                 direction="maximize",
                 sampler=_sampler(seed, 0),
-                pruner=_pruner(),
+                pruner=_pruner() if pruner is None else pruner,
                 load_if_exists=True,
             )
         except Exception as exc:  # two processes creating one schema at once: try again
@@ -833,6 +833,7 @@ def tune(
     backend: str | None = None,
     n_outputs: int | None = None,
     progress: bool = False,
+    pruner=None,
 ) -> TuneResult:
     """Search for a better network with cross-validation; returns a :class:`TuneResult`.
 
@@ -858,6 +859,9 @@ def tune(
         backend: training backend (default: the CPU one ``auto`` picks).
         n_outputs: classes of a multiclass target (default: ``y.max() + 1``).
         progress: a progress bar over trials with the best so far.
+        pruner: an Optuna pruner the running mean after each fold is reported to
+            (default: :class:`EarlyMedianPruner`; ``optuna.pruners.NopPruner()`` trains
+            every trial on every fold).
     """
     _check_task(task)
     _require("optuna")  # before minutes of first-run kernel compiling, not after
@@ -888,7 +892,7 @@ def tune(
     in_flight: deque = deque()
     bar = the_study = None
     try:
-        the_study = _study(storage, study, seed)
+        the_study = _study(storage, study, seed, pruner)
         the_study.enqueue_trial(optuna_params(default), skip_if_exists=True)
         bar = _progress(n_trials, progress)
         while True:

@@ -108,6 +108,17 @@ def test_other_tasks(task):
     assert model.predict(X).shape == (len(X), 3 if task == "multiclass" else 1)
 
 
+def test_a_regression_is_scored_in_any_units_of_its_target():
+    X, z = blobs(task="regression")
+    args = {"n_trials": 3, "folds": 3, "jobs": 1, **SMALL, "max_epochs": 20}
+    args["pruner"] = optuna.pruners.NopPruner()
+    plain = fastnn.tune(X, z, "regression", **args)
+    dollars = fastnn.tune(X, 1000.0 * z + 5000.0, "regression", **args)
+    scores = [t["fold_scores"] for t in plain.trials]
+    assert np.allclose([t["fold_scores"] for t in dollars.trials], scores, atol=1e-4)
+    assert plain.best["mean"] > 0.5  # the model does learn z
+
+
 class _Done:
     def __init__(self, score):
         self.score, self.cancelled = score, False
@@ -164,6 +175,16 @@ def test_before_five_finish_only_a_trial_behind_all_of_two_is_pruned():
     assert tuning._read(study, late).name == "PRUNED"  # fold 1: 0.325 is behind all three
     assert tuning._trial_record(study.trials[-1])["fold_scores"] == [0.55, 0.1]
     assert isinstance(study.pruner, optuna.pruners.BasePruner)
+
+
+def test_a_pruner_of_ones_own():
+    X, y = blobs()
+    nop = optuna.pruners.NopPruner()
+    result = fastnn.tune(X, y, "binary", n_trials=4, folds=3, jobs=1, pruner=nop, **SMALL)
+    assert result.study.pruner is nop
+    assert [(t["state"], len(t["fold_scores"])) for t in result.trials] == [("COMPLETE", 3)] * 4
+    default = fastnn.tune(X, y, "binary", n_trials=1, folds=2, jobs=1, **SMALL)
+    assert isinstance(default.study.pruner, tuning.EarlyMedianPruner)
 
 
 def test_a_failing_fold_fails_the_trial_not_the_search():
