@@ -652,14 +652,14 @@ class EarlyMedianPruner:
     The median pruner waits for five finished trials because the median of fewer is a
     noisy bar; "behind all of at least two" is a stricter test that catches a clearly
     bad early trial (say a learning rate too small to get anywhere in 100 epochs)
-    before it trains all its folds. Measured against the median pruner alone, 20 trials x
-    5 folds, on the 2-core box (churn with 12 seeds; scikit-learn's digits with 8, breast
-    cancer and diabetes with 4 each): churn 16% fewer fold trainings (786 -> 664) and a
-    median 21% less fold time, the others 4-7% fewer; the same best score in 26 of the
-    28 searches, lower in two of churn's (seed 2: 0.8562 against 0.8567 ROC AUC, seed
-    11: by 4e-6). Against every sampled configuration trained on all its folds, both
-    pruners missed the best in 2 of the 28 (diabetes seed 2 both; churn seed 10 the
-    median pruner alone, churn seed 2 this one).
+    before it trains all its folds. Measured by ``benchmarks/pruner.py``
+    (``benchmarks/results/pruner.md``: 20 trials x 5 folds on the 2-core box; churn with
+    12 seeds, scikit-learn's digits, breast cancer and diabetes with 4 each) against the
+    median pruner alone: churn 16% fewer fold trainings (786 -> 664) and a median 25%
+    less fold time, the others 1-9% fewer; the same best score in 22 of the 24 searches,
+    lower in two of churn's (seed 2: 0.8562 against 0.8567 ROC AUC; seed 11: by 4e-6).
+    Both pruners missed the best of the configurations they sampled (each trained on
+    every fold afterwards) in 3 of the 24.
 
     Duck-typed (Optuna only calls :meth:`prune`), so this module imports without
     Optuna; :func:`_pruner` registers it as an ``optuna.pruners.BasePruner``."""
