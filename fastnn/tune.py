@@ -865,10 +865,7 @@ def tune(
     """
     _check_task(task)
     _require("optuna")  # before minutes of first-run kernel compiling, not after
-    X = np.ascontiguousarray(X, dtype=np.float32)
-    y = np.asarray(y)
-    if X.ndim != 2 or len(y) != len(X):
-        raise DataError(f"X must be (n, d) with one target per row; got {X.shape} and {y.shape}")
+    X, y = _inputs(X, y, task)
     if n_trials < 1:
         raise ConfigError(f"n_trials must be >= 1, got {n_trials}")
     jobs = int(jobs) if jobs else cpu_count()
@@ -921,6 +918,45 @@ def tune(
         if bar is not None:
             bar.close()
     return _result(the_study, task, seed, folds, time.perf_counter() - t0, interrupted)
+
+
+def _inputs(X, y, task):
+    """``X`` as C-contiguous float32 and ``y`` as one number a row, checked for ``task``;
+    a one-line :class:`DataError` naming the problem otherwise (before any worker
+    starts: a bad target would fail every trial)."""
+    from .layers.sequential import as_feature_matrix
+
+    X = as_feature_matrix(X)
+    with np.errstate(over="ignore"):  # reported below, by rows
+        X32 = np.ascontiguousarray(X, dtype=np.float32)
+    if not np.isfinite(X32).all():
+        rows = np.flatnonzero(~np.isfinite(X32).all(axis=1))[:5].tolist()
+        raise DataError(f"X has values beyond float32's range (about 3.4e38) in rows {rows}")
+    y = np.asarray(y.to_numpy() if hasattr(y, "to_numpy") else y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1 or len(y) != len(X):
+        raise DataError(
+            f"y must hold one target per row of X: X has {len(X)} rows, y has shape {y.shape}"
+        )
+    if y.dtype.kind not in "biuf":
+        raise DataError(
+            f"y must be numbers, got dtype {y.dtype}; map the labels to class indices first "
+            "(fastnn.data.Preprocessor does it, as the fastnn command does)"
+        )
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        rows = np.flatnonzero(~np.isfinite(y))[:5].tolist()
+        raise DataError(f"y contains NaN or infinite values in rows {rows}")
+    odd = None
+    if task == "binary":
+        odd, want = ~np.isin(y, (0, 1)), "0 or 1"
+    elif task == "multiclass":
+        odd, want = (y < 0) | (y != np.round(y)), "class indices 0, 1, ..., k-1"
+    if odd is not None and odd.any():
+        values = np.unique(y[odd])[:5].tolist()
+        rows = np.flatnonzero(odd)[:5].tolist()
+        raise DataError(f"a {task} target must be {want}; found {values} in rows {rows}")
+    return X32, y
 
 
 def _abandon(study, runs):

@@ -204,6 +204,28 @@ def test_bad_arguments_are_one_line_errors():
         fastnn.tune(X, np.r_[np.zeros(len(y) - 2), 1, 1], "binary", folds=3)
 
 
+@pytest.mark.parametrize(
+    "change, task, message",
+    [
+        (lambda X, y: (X, y + 1), "binary", r"binary target must be 0 or 1; found \[2\]"),
+        (lambda X, y: (X, np.where(y, "yes", "no")), "binary", "y must be numbers, got dtype <U3"),
+        (lambda X, y: (X, y / 2), "multiclass", r"class indices 0, 1, ..., k-1; found \[0.5\]"),
+        (
+            lambda X, y: (X, np.r_[np.nan, y[1:]]),
+            "regression",
+            r"NaN or infinite values in rows \[0\]",
+        ),
+        (lambda X, y: (X, y[:-1]), "binary", "X has 240 rows, y has shape \\(239,\\)"),
+        (lambda X, y: (np.r_[X[:3], [[np.inf] * 5], X[4:]], y), "binary", r"rows \[3\], columns"),
+        (lambda X, y: (X * 1e300, y), "binary", r"beyond float32's range .* rows \[0, 1"),
+    ],
+)
+def test_bad_data_is_one_line_error_before_any_trial(change, task, message):
+    X, y = change(*blobs())
+    with pytest.raises(fastnn.errors.DataError, match=message):
+        fastnn.tune(X, y, task, n_trials=1, folds=2, jobs=1, **SMALL)
+
+
 def test_import_fastnn_and_help_do_not_import_optuna_or_sklearn():
     code = (
         "import sys, fastnn, fastnn.tune, fastnn.explain; from fastnn.cli import main; "
