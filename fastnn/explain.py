@@ -27,7 +27,7 @@ import os
 
 import numpy as np
 
-from .errors import ConfigError, ShapeError
+from .errors import ConfigError, DataError, ShapeError
 from .report import format_ci  # noqa: F401  (public here too: fastnn.explain.format_ci)
 
 #: rows of shuffled copies scored per predict call
@@ -74,6 +74,37 @@ def task_of(model) -> str:
     if name == "binary_crossentropy":
         return "binary"
     return "multiclass" if "categorical" in name else "regression"
+
+
+#: metrics that read ``y`` as 0/1 labels (one score a row) or class indices (k columns)
+_CLASS_METRICS = ("roc_auc", "accuracy", "log_loss", "f1_macro")
+
+
+def check_targets(y, P=None, metric=None) -> np.ndarray:
+    """``y`` as a float64 vector after a one-line :class:`DataError` for what no score
+    can use: text labels, NaN or infinite targets or predictions ``P``, and, for a
+    classification ``metric`` (a name of :data:`_CLASS_METRICS`), labels other than 0/1
+    (one score a row) or the class indices of ``P``'s columns."""
+    y = np.asarray(y)
+    if y.dtype.kind not in "biuf":
+        raise DataError(f"y must be numbers, got dtype {y.dtype}; map the labels to 0/1 first")
+    y = y.astype(np.float64).reshape(-1)
+    for what, A in (("y contains", y), ("the predictions contain", P)):
+        if A is not None:
+            A = np.asarray(A, dtype=np.float64).reshape(len(A), -1)
+            if not np.isfinite(A).all():
+                rows = np.flatnonzero(~np.isfinite(A).all(axis=1))[:5].tolist()
+                raise DataError(f"{what} NaN or infinite values in rows {rows}")
+    if metric in _CLASS_METRICS:
+        k = 1 if P is None or np.ndim(P) == 1 else np.shape(P)[1]
+        top = 1 if k == 1 else k - 1
+        odd = (y < 0) | (y > top) | (y != np.round(y))
+        if odd.any():
+            want = "0/1 labels" if k == 1 else f"class indices 0..{top}"
+            values = np.unique(y[odd])[:5].tolist()
+            rows = np.flatnonzero(odd)[:5].tolist()
+            raise DataError(f"{metric} needs {want}; found {values} in rows {rows}")
+    return y
 
 
 def default_score(task: str) -> str:
@@ -171,7 +202,9 @@ def permutation_importance(
         raise ConfigError(f"n_repeats must be >= 1, got {n_repeats}")
     groups = _check_groups(groups, d, names)
     name, fn = _score_fn(metric, task_of(model))
-    baseline = float(fn(y, model.predict(X)))
+    P = model.predict(X)
+    check_targets(y, P, name)
+    baseline = float(fn(y, P))
     rng = np.random.default_rng(seed)
     jobs = [(g, idx, rng.permutation(n)) for g, idx in groups.items() for _ in range(n_repeats)]
     scores = np.empty(len(jobs))
@@ -384,13 +417,15 @@ def bootstrap_ci(metric, y, p, n: int = 1000, seed=0, alpha: float = 0.05) -> tu
         alpha: 0.05 gives a 95% interval.
 
     Resamples where the metric is undefined (one class only, for ROC AUC) are skipped.
+    Text labels, NaN or infinite values, and (for the classification metrics) labels
+    other than 0/1 or ``p``'s class indices are a one-line :class:`DataError`.
     """
-    y, P = _check_bootstrap(y, p, n, alpha)
+    name = None if callable(metric) else _ALIASES.get(metric, metric)
+    y, P = _check_bootstrap(y, p, n, alpha, name)
     if callable(metric):
         blocks = _resample_blocks(len(y), int(n), seed)
         stats = [metric(y[rows], P[rows]) for draws in blocks for rows in draws]
         return _interval(np.array(stats, dtype=np.float64), alpha)
-    name = _ALIASES.get(metric, metric)
     if name not in _VECTORISED:
         names = ", ".join(sorted(_VECTORISED))
         raise ConfigError(f"unknown metric {metric!r} for bootstrap_ci; choose one of {names}")
@@ -400,11 +435,13 @@ def bootstrap_ci(metric, y, p, n: int = 1000, seed=0, alpha: float = 0.05) -> tu
     return _interval(np.concatenate(stats), alpha)
 
 
-def _check_bootstrap(y, p, n, alpha):
-    y = np.asarray(y, dtype=np.float64).reshape(-1)
+def _check_bootstrap(y, p, n, alpha, metric=None):
     P = np.asarray(p)
-    if len(P) != len(y) or len(y) < 2:
-        raise ShapeError(f"y and p need the same number (>= 2) of rows; got {len(y)} and {len(P)}")
+    if len(P) != len(np.asarray(y).reshape(-1)) or len(P) < 2:
+        raise ShapeError(
+            f"y and p need the same number (>= 2) of rows; got {np.size(y)} and {len(P)}"
+        )
+    y = check_targets(y, P, metric)
     if not 0 < alpha < 1:
         raise ConfigError(f"alpha must be in (0, 1), got {alpha}")
     if int(n) < 1:
@@ -430,7 +467,7 @@ def add_intervals(
     ``mae``, ``rmse``, ``mse``, ``log_loss``, ``f1_macro``, and ``loss`` (as log loss)
     for a classifier; returns ``metrics``. Every interval uses the same resamples (drawn
     once from ``seed``: each equals :func:`bootstrap_ci` with that seed)."""
-    y, P = _check_bootstrap(y, p, n, alpha)
+    y, P = _check_bootstrap(y, p, n, alpha, None if task == "regression" else "accuracy")
     keys = [
         key
         for key in metrics

@@ -132,6 +132,13 @@ def test_importance_errors():
         E.permutation_importance(_Recorder(), X, y, n_repeats=0)
     with pytest.raises(errors.ShapeError, match="10 rows but y has 3"):
         E.permutation_importance(_Recorder(), X, y[:3])
+    for bad, message in [
+        (np.array(["no", "yes"] * 5), "y must be numbers, got dtype <U3"),
+        (np.r_[1.0, 2.0, np.zeros(8)], r"roc_auc needs 0/1 labels; found \[2.0\] in rows \[1\]"),
+        (np.r_[np.zeros(9), np.nan], r"y contains NaN or infinite values in rows \[9\]"),
+    ]:
+        with pytest.raises(errors.DataError, match=message):
+            E.permutation_importance(_Recorder(), X, bad, metric="roc_auc")
 
 
 # --------------------------------------------------------------------------- bootstrap
@@ -211,6 +218,16 @@ def test_bootstrap_errors(scored):
         fastnn.bootstrap_ci("auc", y, p, alpha=1.5)
     with pytest.raises(errors.ShapeError, match="same number"):
         fastnn.bootstrap_ci("auc", y, p[:5])
+    with pytest.raises(errors.DataError, match=r"predictions contain NaN .* rows \[3\]"):
+        fastnn.bootstrap_ci("auc", y, np.r_[p[:3], np.inf, p[4:]])
+    with pytest.raises(errors.DataError, match=r"roc_auc needs 0/1 labels; found \[2.0\]"):
+        fastnn.bootstrap_ci("auc", y + 1, p)
+    with pytest.raises(errors.DataError, match=r"accuracy needs class indices 0..2"):
+        fastnn.bootstrap_ci("accuracy", np.full(len(y), 3), np.full((len(y), 3), 1 / 3))
+    with pytest.raises(errors.DataError, match="y must be numbers"):
+        fastnn.bootstrap_ci("auc", np.where(y > 0, "a", "b"), p)
+    lo, hi = fastnn.bootstrap_ci("r2", 100 * y + 3, p, n=20)  # any numbers for r2
+    assert lo <= hi
 
 
 # --------------------------------------------------------------------------- the command
