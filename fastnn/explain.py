@@ -205,6 +205,13 @@ def permutation_importance(
     P = model.predict(X)
     check_targets(y, P, name)
     baseline = float(fn(y, P))
+    if not math.isfinite(baseline):
+        only = np.unique(np.asarray(y, dtype=np.float64))
+        why = f"y holds one class only ({only[0]:g})" if only.size == 1 else "undefined here"
+        raise DataError(
+            f"the {name} of the unshuffled rows is {baseline}: {why}, so no drop can be "
+            "measured; explain on rows with both classes (in Python: or pass another metric)"
+        )
     rng = np.random.default_rng(seed)
     jobs = [(g, idx, rng.permutation(n)) for g, idx in groups.items() for _ in range(n_repeats)]
     scores = np.empty(len(jobs))

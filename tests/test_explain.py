@@ -136,6 +136,7 @@ def test_importance_errors():
         (np.array(["no", "yes"] * 5), "y must be numbers, got dtype <U3"),
         (np.r_[1.0, 2.0, np.zeros(8)], r"roc_auc needs 0/1 labels; found \[2.0\] in rows \[1\]"),
         (np.r_[np.zeros(9), np.nan], r"y contains NaN or infinite values in rows \[9\]"),
+        (np.ones(10), r"roc_auc of the unshuffled rows is nan: y holds one class only \(1\)"),
     ]:
         with pytest.raises(errors.DataError, match=message):
             E.permutation_importance(_Recorder(), X, bad, metric="roc_auc")
