@@ -80,30 +80,28 @@ def task_of(model) -> str:
 _CLASS_METRICS = ("roc_auc", "accuracy", "log_loss", "f1_macro")
 
 
-def check_targets(y, P=None, metric=None) -> np.ndarray:
+def _check_targets(y, P=None, metric=None) -> np.ndarray:
     """``y`` as a float64 vector after a one-line :class:`DataError` for what no score
     can use: text labels, NaN or infinite targets or predictions ``P``, and, for a
     classification ``metric`` (a name of :data:`_CLASS_METRICS`), labels other than 0/1
     (one score a row) or the class indices of ``P``'s columns."""
+    from .metrics import nonfinite_rows, odd_labels
+
     y = np.asarray(y)
     if y.dtype.kind not in "biuf":
         raise DataError(f"y must be numbers, got dtype {y.dtype}; map the labels to 0/1 first")
     y = y.astype(np.float64).reshape(-1)
     for what, A in (("y contains", y), ("the predictions contain", P)):
-        if A is not None:
-            A = np.asarray(A, dtype=np.float64).reshape(len(A), -1)
-            if not np.isfinite(A).all():
-                rows = np.flatnonzero(~np.isfinite(A).all(axis=1))[:5].tolist()
-                raise DataError(f"{what} NaN or infinite values in rows {rows}")
+        rows = [] if A is None else nonfinite_rows(A)
+        if rows:
+            raise DataError(f"{what} NaN or infinite values in rows {rows}")
     if metric in _CLASS_METRICS:
         k = 1 if P is None or np.ndim(P) == 1 else np.shape(P)[1]
         top = 1 if k == 1 else k - 1
-        odd = (y < 0) | (y > top) | (y != np.round(y))
-        if odd.any():
+        odd = odd_labels(y, top)
+        if odd is not None:
             want = "0/1 labels" if k == 1 else f"class indices 0..{top}"
-            values = np.unique(y[odd])[:5].tolist()
-            rows = np.flatnonzero(odd)[:5].tolist()
-            raise DataError(f"{metric} needs {want}; found {values} in rows {rows}")
+            raise DataError(f"{metric} needs {want}; found {odd[0]} in rows {odd[1]}")
     return y
 
 
@@ -203,7 +201,7 @@ def permutation_importance(
     groups = _check_groups(groups, d, names)
     name, fn = _score_fn(metric, task_of(model))
     P = model.predict(X)
-    check_targets(y, P, name)
+    _check_targets(y, P, name)
     baseline = float(fn(y, P))
     if not math.isfinite(baseline):
         only = np.unique(np.asarray(y, dtype=np.float64))
@@ -448,7 +446,7 @@ def _check_bootstrap(y, p, n, alpha, metric=None):
         raise ShapeError(
             f"y and p need the same number (>= 2) of rows; got {np.size(y)} and {len(P)}"
         )
-    y = check_targets(y, P, metric)
+    y = _check_targets(y, P, metric)
     if not 0 < alpha < 1:
         raise ConfigError(f"alpha must be in (0, 1), got {alpha}")
     if int(n) < 1:

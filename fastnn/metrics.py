@@ -20,6 +20,26 @@ def _labels(y_true, y_prob, sparse):
     return np.asarray(true).astype(np.int64), pred
 
 
+def nonfinite_rows(A, most: int = 5) -> list[int]:
+    """The first ``most`` rows of ``A`` holding a NaN or an infinity (none: ``[]``), for
+    the one-line errors of the functions that take targets or predictions."""
+    A = np.asarray(A, dtype=np.float64)
+    return np.flatnonzero(~np.isfinite(A.reshape(len(A), -1)).all(axis=1))[:most].tolist()
+
+
+def odd_labels(y, top: int | None = None, most: int = 5):
+    """``(values, rows)``, the first ``most`` of each, of the entries of ``y`` that are not
+    class indices ``0..top`` (any index >= 0 when ``top`` is None), or None when all are."""
+    y = np.asarray(y).reshape(-1)
+    f = y.astype(np.float64)
+    odd = (f < 0) | (f != np.round(f))
+    if top is not None:
+        odd |= f > top
+    if not odd.any():
+        return None
+    return np.unique(y[odd])[:most].tolist(), np.flatnonzero(odd)[:most].tolist()
+
+
 def accuracy(y_true, y_prob, sparse=False) -> float:
     """Fraction of rows whose predicted class (p >= 0.5, or argmax) is the true class."""
     t, p = _labels(y_true, y_prob, sparse)

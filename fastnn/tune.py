@@ -925,12 +925,13 @@ def _inputs(X, y, task):
     a one-line :class:`DataError` naming the problem otherwise (before any worker
     starts: a bad target would fail every trial)."""
     from .layers.sequential import as_feature_matrix
+    from .metrics import nonfinite_rows, odd_labels
 
     X = as_feature_matrix(X)
     with np.errstate(over="ignore"):  # reported below, by rows
         X32 = np.ascontiguousarray(X, dtype=np.float32)
-    if not np.isfinite(X32).all():
-        rows = np.flatnonzero(~np.isfinite(X32).all(axis=1))[:5].tolist()
+    rows = nonfinite_rows(X32)
+    if rows:
         raise DataError(f"X has values beyond float32's range (about 3.4e38) in rows {rows}")
     y = np.asarray(y.to_numpy() if hasattr(y, "to_numpy") else y)
     if y.ndim == 2 and y.shape[1] == 1:
@@ -944,18 +945,14 @@ def _inputs(X, y, task):
             f"y must be numbers, got dtype {y.dtype}; map the labels to class indices first "
             "(fastnn.data.Preprocessor does it, as the fastnn command does)"
         )
-    if y.dtype.kind == "f" and not np.isfinite(y).all():
-        rows = np.flatnonzero(~np.isfinite(y))[:5].tolist()
+    rows = nonfinite_rows(y)
+    if rows:
         raise DataError(f"y contains NaN or infinite values in rows {rows}")
-    odd = None
-    if task == "binary":
-        odd, want = ~np.isin(y, (0, 1)), "0 or 1"
-    elif task == "multiclass":
-        odd, want = (y < 0) | (y != np.round(y)), "class indices 0, 1, ..., k-1"
-    if odd is not None and odd.any():
-        values = np.unique(y[odd])[:5].tolist()
-        rows = np.flatnonzero(odd)[:5].tolist()
-        raise DataError(f"a {task} target must be {want}; found {values} in rows {rows}")
+    if task != "regression":
+        odd = odd_labels(y, 1 if task == "binary" else None)
+        want = "0 or 1" if task == "binary" else "class indices 0, 1, ..., k-1"
+        if odd is not None:
+            raise DataError(f"a {task} target must be {want}; found {odd[0]} in rows {odd[1]}")
     return X32, y
 
 
