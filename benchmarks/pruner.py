@@ -79,17 +79,7 @@ def oracle(X, y, task, seed, runs, folds) -> None:
     it sampled (the folds it skipped trained here, as the search would have)."""
     import fastnn.tune as tuning
 
-    state = {
-        "X": X,
-        "y": y.astype(np.int64) if task != "regression" else y.astype(np.float32),
-        "task": task,
-        "n_outputs": int(y.max()) + 1 if task == "multiclass" else 1,
-        "folds": tuning.fold_indices(y, task, folds, seed),
-        "backend": tuning._cpu_backend(None),
-        "max_epochs": 100,
-        "patience": 10,
-        "min_delta": 1e-4,
-    }
+    state = tuning._fold_state(X, y, task, folds, seed)  # as fastnn.tune trains them
     tuning._init_worker(state, in_child=False)
     full: dict = {}
     for run in runs:

@@ -873,17 +873,8 @@ def tune(
         raise ConfigError(f"jobs must be >= 1 (or 0 for every core), got {jobs}")
     default = dict(default or tutorial_config())
     space = (space or Space()).including(default)
-    state = {
-        "X": X,
-        "y": y.astype(np.int64) if task != "regression" else y.astype(np.float32),
-        "task": task,
-        "n_outputs": n_outputs or (int(y.max()) + 1 if task == "multiclass" else 1),
-        "folds": fold_indices(y, task, folds, seed),
-        "backend": _cpu_backend(backend),
-        "max_epochs": int(max_epochs),
-        "patience": int(patience),
-        "min_delta": float(min_delta),
-    }
+    budget = (max_epochs, patience, min_delta)
+    state = _fold_state(X, y, task, folds, seed, backend, n_outputs, budget)
     runner = _Folds(min(jobs, n_trials * folds), state)  # before any thread starts (fork)
     t0, asked, interrupted = time.perf_counter(), 0, False
     in_flight: deque = deque()
@@ -918,6 +909,24 @@ def tune(
         if bar is not None:
             bar.close()
     return _result(the_study, task, seed, folds, time.perf_counter() - t0, interrupted)
+
+
+def _fold_state(X, y, task, folds, seed, backend=None, n_outputs=None, budget=(100, 10, 1e-4)):
+    """What :func:`run_fold` reads (:func:`_init_worker`): checked ``X`` and ``y`` (see
+    :func:`_inputs`), the folds of ``seed``, the backend and the early-stopping
+    ``budget = (max_epochs, patience, min_delta)``."""
+    max_epochs, patience, min_delta = budget
+    return {
+        "X": X,
+        "y": y.astype(np.int64) if task != "regression" else y.astype(np.float32),
+        "task": task,
+        "n_outputs": n_outputs or (int(y.max()) + 1 if task == "multiclass" else 1),
+        "folds": fold_indices(y, task, folds, seed),
+        "backend": _cpu_backend(backend),
+        "max_epochs": int(max_epochs),
+        "patience": int(patience),
+        "min_delta": float(min_delta),
+    }
 
 
 def _inputs(X, y, task):
