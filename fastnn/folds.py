@@ -46,7 +46,8 @@ def kfold(n: int, folds: int, seed: int, stratify=None) -> list[np.ndarray]:
 def _classes(stratify, n: int) -> np.ndarray:
     """Class index 0..k-1 of each of the ``n`` rows, classes in sorted order (rows of a
     2-D label array compared whole; one label a row sorted as values, which is the same
-    order and 8x faster than ``np.unique(axis=0)`` on 8,000 rows)."""
+    order and 2.6x faster than ``np.unique(axis=0)``: 2.1 -> 0.8 ms on 8,000 rows, 2-core
+    EPYC)."""
     labels = np.asarray(stratify).reshape(n, -1)
     if labels.shape[1] == 1:
         _, cls = np.unique(labels[:, 0], return_inverse=True)
