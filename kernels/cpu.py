@@ -987,3 +987,8 @@ def scale_by(G, M):
     for j in range(d):
         for r in range(n):
             G[j, r] = G[j, r] * M[j, r]
+
+
+from .cache import quick_loads  # noqa: E402  (cached kernels load without the compiler set-up)
+
+quick_loads(globals())

@@ -213,3 +213,8 @@ def eval_loss_cols(data, theta, net, bufs, loss, batch_size):
         one = theta.dtype.type(1.0)
         total += _loss(Ys[n_ops - 1], gYs[n_ops - 1], LS, yb, yib, wb, has_w, loss, one)
     return total
+
+
+from .cache import quick_loads  # noqa: E402  (cached kernels load without the compiler set-up)
+
+quick_loads(globals())

@@ -132,3 +132,8 @@ def _rows_uniform(A, U, u_pos, rate, keep, M, Y):
 
 overload(dropout_cols, jit_options=_JIT)(_dispatch(dropout_forward_t))
 overload(dropout_rows, jit_options=_JIT)(_dispatch(_rows_uniform))
+
+
+from .cache import quick_loads  # noqa: E402  (cached kernels load without the compiler set-up)
+
+quick_loads(globals())

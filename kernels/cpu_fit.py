@@ -166,3 +166,8 @@ def fit_early_stop(mid, train, val, shuffled, state, net, bufs, losses, opt, siz
     if best_epoch >= 0:
         theta[:] = best_theta
     return e, best_epoch, val_losses[:e]
+
+
+from .cache import quick_loads  # noqa: E402  (cached kernels load without the compiler set-up)
+
+quick_loads(globals())

@@ -420,3 +420,8 @@ def eval_loss_mid(data, theta, net, bufs, loss, batch_size):
         yb, yib, wb = yf[start:stop], yi[start:stop], w[start:stop]
         total += loss_grad(P, yb, yib, wb, has_w, loss_code, sparse, lc, one, gP)
     return total
+
+
+from .cache import quick_loads  # noqa: E402  (cached kernels load without the compiler set-up)
+
+quick_loads(globals())

@@ -217,3 +217,65 @@ def test_the_cancel_flag_ends_the_run_before_the_next_epoch(width):
     assert 0 < run["epochs"] < 100_000  # all of them: 20 s
     with pytest.raises(fastnn.errors.ConfigError, match="1-D int8"):
         fit_early_stopping(_model(width), X, y, (Xv, yv), 16, 2, 2, cancel=np.ones(1))
+
+
+def test_a_second_process_loads_the_fold_trainer_without_numbas_compiler_set_up():
+    """``fastnn tune`` loads the fold trainer from Numba's cache with NRT initialised
+    but no registry refresh (kernels/cache.py): the registries stay unimported, and the
+    code loaded that way trains the same fold as this process does."""
+    import subprocess
+    import sys
+
+    from fastnn import tune
+
+    code = (
+        "import sys, numpy as np\n"
+        "from fastnn import tune\n"
+        "tune.warm_kernels()\n"
+        "print('numba.np.arraymath' in sys.modules)\n"
+        "X = np.random.default_rng(0).normal(size=(300, 11)).astype(np.float32)\n"
+        "y = (X[:, 0] + X[:, 1] > 0).astype(np.int64)\n"
+        "tune._init_worker(tune._fold_state(X, y, 'binary', 3, 0), in_child=False)\n"
+        "cfg = dict(hidden=[24, 8], activation='tanh', lr=0.01, batch_size=32,\n"
+        "           dropout=0.2, weight_decay=0.0)\n"
+        "print(repr(tune.run_fold(cfg, 1, 7)['score']))\n"
+    )
+    runs = [
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        for _ in range(2)  # the first may compile (and so refresh); the second loads
+    ]
+    for r in runs:
+        assert r.returncode == 0, r.stderr
+    refreshed, score = runs[1].stdout.split()
+    assert refreshed == "False"
+    X = np.random.default_rng(0).normal(size=(300, 11)).astype(np.float32)
+    y = (X[:, 0] + X[:, 1] > 0).astype(np.int64)
+    tune._init_worker(tune._fold_state(X, y, "binary", 3, 0), in_child=False)
+    cfg = dict(hidden=[24, 8], activation="tanh", lr=0.01, batch_size=32, dropout=0.2,
+               weight_decay=0.0)  # fmt: skip
+    assert float(score) == tune.run_fold(cfg, 1, 7)["score"]
+    assert runs[0].stdout.split()[1] == score
+
+
+def test_a_failing_quick_load_falls_back_to_numbas_own_loader():
+    import contextlib
+    import types
+
+    from fastnn.kernels.cache import quick_loads
+    from numba.core.registry import cpu_target
+
+    class Cache:
+        def load_overload(self, sig, target_context):
+            return ("numba's loader", sig)
+
+        def _load_overload(self, sig, target_context):
+            raise OSError("unreadable cache file")
+
+        def _guard_against_spurious_io_errors(self):
+            return contextlib.nullcontext()
+
+    fn = types.SimpleNamespace(_cache=Cache())
+    quick_loads({"fn": fn, "other": 3})
+    assert fn._cache.load_overload("sig", cpu_target.target_context) == ("numba's loader", "sig")
+    quick_loads({"fn": fn})  # a second call wraps nothing twice
+    assert fn._cache.load_overload.args[1] is Cache.load_overload
