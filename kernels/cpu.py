@@ -855,10 +855,39 @@ def _rows8(C, In, Out, q, p, first):
         Out[p, r] = z
 
 
+@njit(inline="always", **_MV)
+def _rows_tail(C, In, Out, q, p, first):
+    """The last ``m - q < 4`` inputs (1-3) in one pass, in order."""
+    k = In.shape[0] - q
+    c0 = C[q, p]
+    c1 = C[q + 1, p] if k > 1 else c0
+    c2 = C[q + 2, p] if k > 2 else c0
+    zero = In.dtype.type(0)
+    if k == 1:
+        for r in range(In.shape[1]):
+            z = zero if first else Out[p, r]
+            z += c0 * In[q, r]
+            Out[p, r] = z
+    elif k == 2:
+        for r in range(In.shape[1]):
+            z = zero if first else Out[p, r]
+            z += c0 * In[q, r]
+            z += c1 * In[q + 1, r]
+            Out[p, r] = z
+    else:
+        for r in range(In.shape[1]):
+            z = zero if first else Out[p, r]
+            z += c0 * In[q, r]
+            z += c1 * In[q + 1, r]
+            z += c2 * In[q + 2, r]
+            Out[p, r] = z
+
+
 @njit(**_MV)
 def combine_rows(C, In, Out):
     """``Out[p, :] = sum_q C[q, p] * In[q, :]``, summed from ``q = 0`` up, each term an
-    FMA on the running sum from zero: ``C (m, k)``, ``In (m, n)``, ``Out (k, n)``."""
+    FMA on the running sum from zero: ``C (m, k)``, ``In (m, n)``, ``Out (k, n)``. Eight
+    inputs a pass, then four, then the last one to three in one pass."""
     m, n = In.shape
     zero = In.dtype.type(0)
     for p in range(C.shape[1]):
@@ -866,17 +895,14 @@ def combine_rows(C, In, Out):
         while q + 8 <= m:
             _rows8(C, In, Out, q, p, q == 0)
             q += 8
-        while q + 4 <= m:
+        if q + 4 <= m:
             _rows4(C, In, Out, q, p, q == 0)
             q += 4
-        if q == 0:
+        if q < m:
+            _rows_tail(C, In, Out, q, p, q == 0)
+        elif m == 0:
             for r in range(n):
                 Out[p, r] = zero
-        while q < m:
-            c = C[q, p]
-            for r in range(n):
-                Out[p, r] += c * In[q, r]
-            q += 1
 
 
 @njit(**_MM)
