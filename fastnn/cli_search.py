@@ -138,27 +138,24 @@ def tune_command(
         from .backends import resolve_backend
 
         resolve_backend(backend)
-    # the kernels load here while a child process reads and prepares the table
-    shape, target, drop_cols, source, prep, (X_tr, y_tr), (X_te, y_te) = prepared_table(
-        csv, target, drop, missing, task, test_size, seed,
-        meanwhile=lambda: tuning.warm_kernels(backend),
-    )  # fmt: skip
-    preset = "tutorial" if csv is None else "csv"
-    config, budget = tuning.default_config(preset)
-    budget["max_epochs"] = epochs or budget["max_epochs"]
-    budget["patience"] = patience or budget["patience"]
-    jobs = jobs or tuning.cpu_count()
-    no_validation = (TUTORIAL if csv is None else CSV).replace(validation_split=0.0)
-    _print_summary(
-        say, shape, source, prep, drop_cols, (y_tr, y_te), no_validation, task, test_size, seed
-    )
-    say(
-        f"tune: {trials} trials x {folds} folds on {jobs} worker processes, score "
-        f"{tuning.METRIC[prep.task]}; trial 0 is the {'tutorial' if csv is None else 'default'} network"
-    )
-    collector_settled()
-    # matplotlib loads in a child process while the search runs (fastnn.plotter)
-    with plotter.start(out_dir is not None) as plots:
+    with contextlib.ExitStack() as stack:
+        plots, table = _start_up(stack, (csv, target, drop, missing, task, test_size, seed),
+                                 backend, out_dir is not None)  # fmt: skip
+        shape, target, drop_cols, source, prep, (X_tr, y_tr), (X_te, y_te) = table
+        preset = "tutorial" if csv is None else "csv"
+        config, budget = tuning.default_config(preset)
+        budget["max_epochs"] = epochs or budget["max_epochs"]
+        budget["patience"] = patience or budget["patience"]
+        jobs = jobs or tuning.cpu_count()
+        no_validation = (TUTORIAL if csv is None else CSV).replace(validation_split=0.0)
+        _print_summary(
+            say, shape, source, prep, drop_cols, (y_tr, y_te), no_validation, task, test_size, seed
+        )
+        say(
+            f"tune: {trials} trials x {folds} folds on {jobs} worker processes, score "
+            f"{tuning.METRIC[prep.task]}; trial 0 is the {'tutorial' if csv is None else 'default'} network"
+        )
+        collector_settled()
         result = tuning.tune(
             X_tr,
             y_tr,
@@ -200,6 +197,29 @@ def tune_command(
             say(f"wrote {out_dir}/: {', '.join(files)}, tune.json, tune.png")
     if active_interrupt().requested:
         return 130
+
+
+def _start_up(stack, table_args, backend, plotting):
+    """``(plots, table)``: the command's :class:`~fastnn.plotter.Plotter` (entered on
+    ``stack``) and :func:`~fastnn.cli_prepare.prepared_table` of ``table_args``. While a
+    child process reads and prepares the table (pandas' import is most of it), this one
+    imports Optuna (a missing extra is reported before any kernel compiles), loads the
+    fold trainer (:func:`fastnn.tune.warm_kernels`, the shorter of the two now that it
+    skips Numba's compiler set-up), then forks the plot child, which imports matplotlib
+    while this process waits for the table rather than beside the search's workers."""
+    from . import tune as tuning
+
+    plots = []
+
+    def meanwhile():
+        tuning._require("optuna")
+        tuning.warm_kernels(backend)
+        plots.append(stack.enter_context(plotter.start(plotting)))
+
+    table = prepared_table(*table_args, meanwhile=meanwhile)
+    if not plots:
+        plots.append(stack.enter_context(plotter.start(plotting)))
+    return plots[0], table
 
 
 def _refit(say, result, out_dir, prep, rows, backend, seed, plots):
