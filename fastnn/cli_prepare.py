@@ -1,8 +1,9 @@
 """Reading and preparing a command's table in a forked child process while the command
 itself loads its compiled kernels: the two are the serial start of ``fastnn tune``
-(about 0.4 s each on the 2-core box: pandas' import and the table, then Numba's import
-and the fold trainer from the cache) and of ``fastnn train`` (with Numba's set-up of its
-CPU target, :func:`compiler_ready`), and use one core each this way.
+(about 0.3 s each on the 2-core box: pandas' import and the table; Optuna's import,
+Numba's and the fold trainer from the cache, and the plot child's fork)
+and of ``fastnn train`` (with Numba's set-up of its CPU target, :func:`compiler_ready`),
+and use one core each this way.
 
 The child sends back what the command needs (the table's shape, the fitted
 Preprocessor, the train and test arrays, and any warnings, re-issued here) and exits.

@@ -362,10 +362,11 @@ _WARM = {"done": False}
 
 def warm_kernels(backend=None) -> None:
     """Load the compiled kernels the folds train with, as :func:`tune` does before it
-    forks its workers (Numba's one-time set-up of its CPU target, then the fold trainer
-    from the cache: about 0.4 s on the 2-core box), on a stand-in data set of the same
-    dtypes; nothing for the NumPy backend or once done. ``fastnn tune`` calls it while a
-    child process reads the table (:mod:`fastnn.cli_prepare`)."""
+    forks its workers (the fold trainer from Numba's cache, without Numba's registry
+    set-up, see :mod:`fastnn.kernels.cache`: 0.25-0.3 s with Numba's import on the
+    2-core box, 0.4 s with the set-up), on a stand-in data set of the same dtypes;
+    nothing for the NumPy backend or once done. ``fastnn tune`` calls it while a child
+    process reads the table (:mod:`fastnn.cli_prepare`)."""
     backend = _cpu_backend(backend)
     if _WARM["done"] or backend != "numba":
         return
