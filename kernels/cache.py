@@ -12,7 +12,8 @@ or any other function compiled later, finds the registries installed as before.
 :func:`quick_loads` gives the dispatchers of a module that loader: NRT initialised, the
 cached function read, and on any error in that, Numba's own loader (refresh included).
 ``fastnn tune`` loads its fold trainer this way while a child process reads the table
-(:func:`fastnn.tune.warm_kernels`): 0.35 s -> 0.15 s, measured on the 2-core box.
+(:func:`fastnn.tune.warm_kernels`): 0.41 s -> 0.27 s with Numba's import, measured
+inside the command on the 2-core box.
 """
 
 from __future__ import annotations
