@@ -209,7 +209,7 @@ def _start_up(stack, table_args, backend, plotting):
     while this process waits for the table rather than beside the search's workers."""
     from . import tune as tuning
 
-    plots = []
+    plots = []  # meanwhile runs with or without the child, before the table comes back
 
     def meanwhile():
         tuning._require("optuna")
@@ -217,8 +217,6 @@ def _start_up(stack, table_args, backend, plotting):
         plots.append(stack.enter_context(plotter.start(plotting)))
 
     table = prepared_table(*table_args, meanwhile=meanwhile)
-    if not plots:
-        plots.append(stack.enter_context(plotter.start(plotting)))
     return plots[0], table
 
 
