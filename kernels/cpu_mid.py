@@ -102,7 +102,8 @@ def _params(ops, theta, grad):
 def _step_views(ws, G0, G1, ops, first_param, nb):
     """Row-major views of one step of ``nb`` rows: per op its input ``A``, ``Z``, ``Y``
     and, for the backward pass, the incoming gradient ``gY``, the gradient ``dZ`` after
-    the op's activation (or mask) and ``gX`` (Dense: the gradient passed down).
+    the op's activation (or mask) and ``gX`` (Dense: the gradient passed down); last,
+    the flat ``(1, nb*d)`` views of ``As, Zs, Ys, gYs, dZs`` (:func:`_flats`).
 
     Every elementwise backward pass writes to the other buffer of the pair ``G0``/``G1``
     than it reads (an in-place pass through two argument names defeats LLVM's
@@ -140,7 +141,8 @@ def _step_views(ws, G0, G1, ops, first_param, nb):
             gXs[q] = _rows(G[cur], 0, nb, ops[q, C_DIN])
         else:
             cur = 1 - cur
-    return As, Zs, Ys, gYs, dZs, gXs
+    flats = (_flats(As), _flats(Zs), _flats(Ys), _flats(gYs), _flats(dZs))
+    return As, Zs, Ys, gYs, dZs, gXs, flats
 
 
 @njit(**_JIT)
@@ -153,23 +155,37 @@ def _flat(A):
 
 
 @njit(**_JIT)
-def _bias_act(Z, b, has_b, code, alpha, Y):
-    """``Z += b; Y = act(Z)``, the activation over the flat views (softmax by rows)."""
+def _flats(views):
+    """:func:`_flat` of each view in the list ``views``. Made once per batch size with the
+    row views (:func:`_step_views`), not per step: a reshape calls Numba's C helper, and
+    the six to twelve of them a step cost 5-7% of a 10-60-5 tanh step at batch 64."""
+    out = [_flat(views[0])]  # appended, see _params
+    for q in range(1, len(views)):
+        out.append(_flat(views[q]))
+    return out
+
+
+@njit(**_JIT)
+def _bias_act(Z, b, has_b, code, alpha, Y, fZ, fY):
+    """``Z += b; Y = act(Z)``, the activation over the flat views ``fZ``, ``fY`` of ``Z``
+    and ``Y`` (softmax by rows)."""
     if has_b:
         add_bias(Z, b)
     if code == SOFTMAX:
         act_forward(Z, code, alpha, Y)
     else:
-        act_forward(_flat(Z), code, alpha, _flat(Y))
+        act_forward(fZ, code, alpha, fY)
 
 
 @njit(**_JIT)
-def _act_backward(Z, Y, dY, code, alpha, dZ):
-    """:func:`~fastnn.kernels.cpu.act_backward` over the flat views (softmax by rows)."""
+def _act_backward(Z, Y, dY, code, alpha, dZ, flat):
+    """:func:`~fastnn.kernels.cpu.act_backward` over the flat views ``flat = (fZ, fY,
+    fdY, fdZ)`` of the other four (softmax by rows)."""
     if code == SOFTMAX:
         act_backward(Z, Y, dY, code, alpha, dZ)
     else:
-        act_backward(_flat(Z), _flat(Y), _flat(dY), code, alpha, _flat(dZ))
+        fZ, fY, fdY, fdZ = flat
+        act_backward(fZ, fY, fdY, code, alpha, fdZ)
 
 
 @njit(**_JIT)
@@ -243,8 +259,10 @@ def _head_backward(A, W, dZ, dW, dX, need_dx):
 
 
 @njit(**_JIT)
-def _forward(ops, opf, Ws, bs, As, Zs, Ys, U, u_pos):
-    """Forward pass of one step; returns the new position in the dropout uniforms."""
+def _forward(ops, opf, Ws, bs, As, Zs, Ys, U, u_pos, flats):
+    """Forward pass of one step; returns the new position in the dropout uniforms.
+    ``flats``: the flat views of ``As``, ``Zs``, ``Ys`` (:func:`_step_views`)."""
+    fAs, fZs, fYs = flats[0], flats[1], flats[2]
     for q in range(ops.shape[0]):
         kind = ops[q, C_KIND]
         code = ops[q, C_ACT]
@@ -255,14 +273,14 @@ def _forward(ops, opf, Ws, bs, As, Zs, Ys, U, u_pos):
                 _head_forward(A, Ws[q], Z)
             else:
                 _matmul_rows(A, Ws[q], Z)
-            _bias_act(Z, bs[q], ops[q, C_BOFF] >= 0, code, alpha, Y)
+            _bias_act(Z, bs[q], ops[q, C_BOFF] >= 0, code, alpha, Y, fZs[q], fYs[q])
         elif kind == OP_ACT:
             if code == SOFTMAX:
                 act_forward(A, code, alpha, Y)
             else:
-                act_forward(_flat(A), code, alpha, _flat(Y))
+                act_forward(fAs[q], code, alpha, fYs[q])
         else:  # dropout: Z holds the mask (uniforms or keys: kernels.cpu_dropout)
-            dropout_rows(_flat(A), U, u_pos, opf[q, F_RATE], opf[q, F_KEEP], _flat(Z), _flat(Y))
+            dropout_rows(fAs[q], U, u_pos, opf[q, F_RATE], opf[q, F_KEEP], fZs[q], fYs[q])
             u_pos += Z.size
     return u_pos
 
@@ -303,7 +321,8 @@ def _backward_update(ops, opf, Ws, dWs, dbs, views, first_param, upd, WT, ones):
     while they are in cache. ``dX`` uses the old weights, as in the per-layer path.
     ``ones``: at least a batch of ones (:func:`_bias_grad`)."""
     theta, grad, s1, s2, opt_code, hp, lr_t, eps_t = upd
-    As, Zs, Ys, gYs, dZs, gXs = views
+    As, Zs, Ys, gYs, dZs, gXs, flats = views
+    fAs, fZs, fYs, fgYs, fdZs = flats
     for q in range(ops.shape[0] - 1, first_param - 1, -1):
         kind = ops[q, C_KIND]
         code = ops[q, C_ACT]
@@ -311,7 +330,8 @@ def _backward_update(ops, opf, Ws, dWs, dbs, views, first_param, upd, WT, ones):
         dZ = dZs[q]
         if kind == OP_DENSE:
             if code != LINEAR:
-                _act_backward(Zs[q], Ys[q], gY, code, opf[q, F_ALPHA], dZ)
+                flat = (fZs[q], fYs[q], fgYs[q], fdZs[q])
+                _act_backward(Zs[q], Ys[q], gY, code, opf[q, F_ALPHA], dZ, flat)
             if dZ.shape[1] == 1 and As[q].size <= HEAD_LOOPS_MAX:
                 _head_backward(As[q], Ws[q], dZ, dWs[q], gXs[q], q > first_param)
             else:
@@ -331,9 +351,10 @@ def _backward_update(ops, opf, Ws, dWs, dbs, views, first_param, upd, WT, ones):
                     )
             opt_update(theta, grad, s1, s2, wo, hi, opt_code, hp, lr_t, eps_t)
         elif kind == OP_ACT:
-            _act_backward(As[q], Ys[q], gY, code, opf[q, F_ALPHA], dZ)
+            flat = (fAs[q], fYs[q], fgYs[q], fdZs[q])
+            _act_backward(As[q], Ys[q], gY, code, opf[q, F_ALPHA], dZ, flat)
         else:
-            _mul(_flat(gY), _flat(Zs[q]), _flat(dZ))
+            _mul(fgYs[q], fZs[q], fdZs[q])
 
 
 @njit(**_JIT)
@@ -377,7 +398,7 @@ def train_epoch_mid(data, state, net, bufs, loss, opt, steps):
             views = _step_views(ws, G0, G1, ops, first_param, nb)
         Xb = _rows(ws, 0, nb, d_x)
         Xb[:, :] = X[start:stop]
-        u_pos = _forward(ops, opf, Ws, bs, views[0], views[1], views[2], U, u_pos)
+        u_pos = _forward(ops, opf, Ws, bs, views[0], views[1], views[2], U, u_pos, views[6])
         P = views[2][n_ops - 1]
         out[start:stop] = P
         gP = views[3][n_ops - 1]
@@ -415,7 +436,7 @@ def eval_loss_mid(data, theta, net, bufs, loss, batch_size):
             views = _step_views(ws, G0, G1, ops, first_param, nb)
         Xb = _rows(ws, 0, nb, d_x)
         Xb[:, :] = X[start:stop]
-        _forward(ops, opf, Ws, bs, views[0], views[1], views[2], U, 0)
+        _forward(ops, opf, Ws, bs, views[0], views[1], views[2], U, 0, views[6])
         P, gP = views[2][n_ops - 1], views[3][n_ops - 1]
         yb, yib, wb = yf[start:stop], yi[start:stop], w[start:stop]
         total += loss_grad(P, yb, yib, wb, has_w, loss_code, sparse, lc, one, gP)
