@@ -468,6 +468,7 @@ def test_bench_tune_mode_times_both_searches(tmp_path):
         assert report["fastnn"][key] > 0
     text = (out / "tune.md").read_text()
     assert "RandomizedSearchCV" in text and "faster in wall time" in text
+    assert report["process_speedup"] > 0 and "whole process" in text
 
 
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
